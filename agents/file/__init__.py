@@ -1,0 +1,1 @@
+"""The WAV-in/WAV-out harness behind ``parley talk``."""

@@ -1,0 +1,131 @@
+"""``parley talk``: run the real voice pipeline on WAV files and write what happened to a folder.
+
+Writes ``agent-turn-N.wav`` (every stretch of agent speech, in order, greeting included) and
+``transcript.json`` (rewritten after every turn, so a crash loses nothing already said).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from agents.file.transport import CallerScript, FileTransport
+from parley.audio import Pcm, read_wav, write_wav
+from parley.config import AgentConfig
+from parley.settings import Settings
+from pipelines.graph import AUDIO_IN_RATE, build_session
+from pipelines.registry import Services, build_services, prewarm
+from pipelines.transcript import Turn
+
+AUDIO_OUT_RATE = 24000
+
+
+@dataclass
+class TalkResult:
+    out_dir: Path
+    turns: list[Turn]
+    audio_files: list[Path]
+    providers: dict[str, str]
+    end_reason: str
+    utterance_end_times: list[float]
+
+    def voice_to_voice_ms(self) -> list[float]:
+        return [
+            t.latency.voice_to_voice_ms
+            for t in self.turns
+            if t.latency is not None and t.latency.voice_to_voice_ms is not None
+        ]
+
+
+def _write_json(path: Path, doc: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
+    os.replace(tmp, path)  # atomic: a reader never sees half a file
+
+
+def _summary(turns: list[Turn]) -> dict[str, Any]:
+    v2v = [
+        t.latency.voice_to_voice_ms
+        for t in turns
+        if t.latency is not None and t.latency.voice_to_voice_ms is not None
+    ]
+    if not v2v:
+        return {}
+    return {"voice_to_voice_ms": {"median": statistics.median(v2v), "max": max(v2v), "n": len(v2v)}}
+
+
+def _prepare(wavs: list[Path] | list[Pcm], out_dir: Path) -> list[Pcm]:
+    utterances = [w if isinstance(w, Pcm) else read_wav(w, AUDIO_IN_RATE) for w in wavs]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    return utterances
+
+
+def _write_turns(turns: list[bytes], out_dir: Path) -> list[Path]:
+    files = []
+    for n, pcm in enumerate(turns, start=1):
+        path = out_dir / f"agent-turn-{n}.wav"
+        write_wav(path, pcm, AUDIO_OUT_RATE)
+        files.append(path)
+    return files
+
+
+async def talk(
+    agent: AgentConfig,
+    wavs: list[Path] | list[Pcm],
+    out_dir: Path,
+    settings: Settings,
+    *,
+    services: Services | None = None,
+    reply_timeout_secs: float = 30.0,
+    barge_in_after_secs: float | None = None,
+) -> TalkResult:
+    """Play ``wavs`` to the agent in real time; return and write the transcript and recordings."""
+    utterances = await asyncio.to_thread(_prepare, wavs, out_dir)
+    if services is None:
+        await asyncio.to_thread(prewarm, agent, settings)
+        services = build_services(agent, settings)
+    transcript = out_dir / "transcript.json"
+    header = {"agent": agent.name, "providers": services.providers}
+    turns: list[Turn] = []
+
+    async def sink(turn: Turn) -> None:
+        turns.append(turn)
+        doc = {**header, "status": "in_progress", "turns": [t.to_dict() for t in turns]}
+        await asyncio.to_thread(_write_json, transcript, doc)
+
+    script = CallerScript(
+        utterances,
+        wait_for_greeting=bool(agent.greeting),
+        reply_timeout_secs=reply_timeout_secs,
+        barge_in_after_secs=barge_in_after_secs,
+    )
+    transport = FileTransport(script)
+    session = build_session(agent, transport, services, sink=sink, audio_out_rate=AUDIO_OUT_RATE)
+    logger.info(f"talking to {agent.name!r} with {services.providers}")
+    await session.run()
+
+    files = await asyncio.to_thread(_write_turns, transport.output().turns, out_dir)
+    doc = {
+        **header,
+        "status": "completed",
+        "end_reason": session.end_reason,
+        "audio_files": [f.name for f in files],
+        "turns": [t.to_dict() for t in session.recorder.turns],
+        "summary": _summary(session.recorder.turns),
+    }
+    await asyncio.to_thread(_write_json, transcript, doc)
+    return TalkResult(
+        out_dir,
+        session.recorder.turns,
+        files,
+        services.providers,
+        session.end_reason,
+        script.utterance_end_times,
+    )

@@ -1,0 +1,1 @@
+"""Keyboard chat with an agent's LLM, prompt and tools (no audio)."""

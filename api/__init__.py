@@ -1,0 +1,1 @@
+"""The dashboard API (FastAPI, under /v1): agents, knowledge, contacts, calls. See issue 3."""

@@ -1,0 +1,129 @@
+"""``parley``: the command line. Every failure a user can fix prints one clear message, exit 2."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from parley import log
+from parley.config import load_agent, preset_names
+from parley.errors import ParleyError
+from parley.settings import get_settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+
+AgentOpt = Annotated[
+    str,
+    typer.Option(
+        "--agent", "-a", help=f"Agent YAML/JSON file or preset ({', '.join(preset_names())})."
+    ),
+]
+
+
+def _fail(err: Exception) -> None:
+    typer.secho(f"error: {err}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(2)
+
+
+def _setup_logs(verbose: bool) -> None:
+    s = get_settings()
+    log.configure("DEBUG" if verbose else s.log_level, s.log_json)
+
+
+@app.command()
+def talk(
+    agent: AgentOpt = "dental",
+    wav: Annotated[list[Path] | None, typer.Option(help="User utterance WAV (repeatable).")] = None,
+    out: Annotated[
+        Path, typer.Option(help="Folder for agent-turn-N.wav + transcript.json.")
+    ] = Path("out/talk"),
+    text: Annotated[bool, typer.Option("--text", help="Keyboard chat with the same LLM.")] = False,
+    verbose: bool = False,
+) -> None:
+    """Talk to an agent: WAV files in, the agent's audio and a timed transcript out."""
+    _setup_logs(verbose)
+    try:
+        config = load_agent(agent)
+        if text:
+            from agents.text.chat import chat
+
+            asyncio.run(chat(config, get_settings()))
+            return
+        if not wav:
+            raise ParleyError("give --wav FILE (repeatable) or --text (fix: parley talk --help)")
+        from agents.file.session import talk as run_talk
+
+        result = asyncio.run(run_talk(config, list(wav), out, get_settings()))
+    except ParleyError as err:
+        _fail(err)
+        return
+    for t in result.turns:
+        lat = (
+            f"  [{t.latency.voice_to_voice_ms:.0f} ms]"
+            if t.latency and t.latency.voice_to_voice_ms
+            else ""
+        )
+        typer.echo(f"{t.role:>9}: {t.text}{lat}")
+    typer.echo(f"wrote {out / 'transcript.json'} and {len(result.audio_files)} agent WAV(s)")
+
+
+@app.command()
+def demo(
+    question: str = "Hello! What are your opening hours on Saturday?",
+    agent: AgentOpt = "dental",
+    out: Path = Path("out/demo"),
+) -> None:
+    """The offline demo: speak a question (synthesized with Piper) to an agent, fully local."""
+    _setup_logs(False)
+    try:
+        from agents.file.demo import run_demo
+
+        result = asyncio.run(run_demo(load_agent(agent), question, out, get_settings()))
+    except ParleyError as err:
+        _fail(err)
+        return
+    for t in result.turns:
+        typer.echo(f"{t.role:>9}: {t.text}")
+    typer.echo(f"voice-to-voice ms: {result.voice_to_voice_ms()}  (files in {out})")
+
+
+agents_app = typer.Typer(no_args_is_help=True, help="Inspect and validate agent configs.")
+app.add_typer(agents_app, name="agents")
+
+
+@agents_app.command("list")
+def agents_list() -> None:
+    """List the bundled example agents."""
+    for name in preset_names():
+        cfg = load_agent(name)
+        typer.echo(f"{name:<12} {cfg.name}")
+
+
+@agents_app.command("check")
+def agents_check(path: str) -> None:
+    """Validate an agent file and show which providers it would use here."""
+    try:
+        cfg = load_agent(path)
+        from pipelines.registry import resolve
+
+        names = resolve(cfg, get_settings()).names()
+    except ParleyError as err:
+        _fail(err)
+        return
+    typer.echo(json.dumps({"name": cfg.name, "providers": names}, indent=2))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,31 @@
+"""Process settings from the environment (``PARLEY_*`` plus the providers' usual key names)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PARLEY_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=lambda: Path.home() / ".parley")
+    log_level: str = "INFO"
+    log_json: bool = False
+
+    groq_api_key: str | None = Field(None, validation_alias=AliasChoices("GROQ_API_KEY"))
+    groq_base_url: str = Field(
+        "https://api.groq.com/openai/v1", validation_alias=AliasChoices("GROQ_BASE_URL")
+    )
+    deepgram_api_key: str | None = Field(None, validation_alias=AliasChoices("DEEPGRAM_API_KEY"))
+    deepgram_base_url: str = Field("", validation_alias=AliasChoices("DEEPGRAM_BASE_URL"))
+    openai_api_key: str | None = Field(None, validation_alias=AliasChoices("OPENAI_API_KEY"))
+    openai_base_url: str | None = Field(None, validation_alias=AliasChoices("OPENAI_BASE_URL"))
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

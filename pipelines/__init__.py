@@ -1,0 +1,1 @@
+"""Pipeline graphs and the provider registry. Imports nothing from ``agents`` or ``api``."""

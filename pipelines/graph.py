@@ -1,0 +1,193 @@
+"""Agent config + transport → a runnable Pipecat voice pipeline.
+
+    transport.in → STT → user aggregator (Silero VAD, turn strategies) → LLM (tools)
+                 → TTS → transport.out → assistant aggregator
+
+Runtimes in ``agents/`` (file harness, LiveKit worker, browser P2P, SIP) give a transport and
+run the returned :class:`VoiceSession`; this module never imports them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from loguru import logger
+from pipecat.audio.vad.silero import SileroVADAnalyzer
+from pipecat.audio.vad.vad_analyzer import VADParams
+from pipecat.frames.frames import EndFrame, TTSSpeakFrame
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineParams, PipelineWorker
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import (
+    LLMContextAggregatorPair,
+    LLMUserAggregatorParams,
+)
+from pipecat.transports.base_transport import BaseTransport
+from pipecat.turns.user_start import (
+    MinWordsUserTurnStartStrategy,
+    TranscriptionUserTurnStartStrategy,
+    VADUserTurnStartStrategy,
+)
+from pipecat.turns.user_stop import (
+    SpeechTimeoutUserTurnStopStrategy,
+    TurnAnalyzerUserTurnStopStrategy,
+)
+from pipecat.turns.user_turn_strategies import UserTurnStrategies
+from pipecat.workers.runner import WorkerRunner
+
+from parley.config import AgentConfig, TurnTaking
+from pipelines.registry import Services
+from pipelines.tools import register_tools, tools_schema
+from pipelines.transcript import LatencyObserver, TranscriptRecorder, TurnSink
+
+AUDIO_IN_RATE = 16000
+
+
+def turn_strategies(turns: TurnTaking) -> UserTurnStrategies:
+    if turns.min_words_to_interrupt > 0:
+        start: list[Any] = [
+            MinWordsUserTurnStartStrategy(
+                min_words=turns.min_words_to_interrupt,
+                enable_interruptions=turns.interruptions,
+            )
+        ]
+    else:
+        start = [
+            VADUserTurnStartStrategy(enable_interruptions=turns.interruptions),
+            TranscriptionUserTurnStartStrategy(enable_interruptions=turns.interruptions),
+        ]
+    if turns.smart_turn:
+        from pipecat.audio.turn.smart_turn.local_smart_turn_v3 import LocalSmartTurnAnalyzerV3
+
+        stop: list[Any] = [
+            TurnAnalyzerUserTurnStopStrategy(turn_analyzer=LocalSmartTurnAnalyzerV3())
+        ]
+    else:
+        # The VAD's stop_secs already is the pause policy: end the turn as soon as the final
+        # transcript is in, instead of waiting another 0.6 s (Pipecat's default).
+        stop = [SpeechTimeoutUserTurnStopStrategy(user_speech_timeout=0.0)]
+    return UserTurnStrategies(start=start, stop=stop)
+
+
+@dataclass
+class VoiceSession:
+    """A built pipeline plus what runtimes need around it: transcript, limits, end reason."""
+
+    agent: AgentConfig
+    pipeline: Pipeline
+    worker: PipelineWorker
+    context: LLMContext
+    recorder: TranscriptRecorder
+    latency: LatencyObserver
+    providers: dict[str, str]
+    http: httpx.AsyncClient
+    end_reason: str = "completed"
+    _timers: list[asyncio.Task[None]] = field(default_factory=list)
+
+    async def end(self, reason: str) -> None:
+        """End gracefully: what is queued (e.g. a goodbye) is played first."""
+        await self.worker.queue_frame(EndFrame(reason=reason))
+
+    async def run(self) -> None:
+        """Run until the call ends (script done, end_call, idle timeout or max duration)."""
+        self.recorder.start()
+        self._timers.append(asyncio.create_task(self._max_duration()))
+        if self.agent.greeting:
+            # Spoken right after StartFrame, from the phrase cache when prewarmed.
+            await self.worker.queue_frame(TTSSpeakFrame(self.agent.greeting))
+        try:
+            runner = WorkerRunner(handle_sigint=False)
+            await runner.add_workers(self.worker)
+            await runner.run()
+        finally:
+            for t in self._timers:
+                t.cancel()
+            await self.recorder.close()
+            await self.http.aclose()
+
+    async def _max_duration(self) -> None:
+        await asyncio.sleep(self.agent.max_duration_secs)
+        logger.info("maximum call duration reached")
+        await self.end("max_duration")
+
+
+def build_session(
+    agent: AgentConfig,
+    transport: BaseTransport,
+    services: Services,
+    *,
+    sink: TurnSink | None = None,
+    audio_out_rate: int = 24000,
+    observers: list[Any] | None = None,
+) -> VoiceSession:
+    # The system prompt is the LLM service's system_instruction (set by the provider factory).
+    context = LLMContext(tools=tools_schema(agent) or _no_tools())
+    aggregators = LLMContextAggregatorPair(
+        context,
+        user_params=LLMUserAggregatorParams(
+            vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=agent.turns.vad_stop_secs)),
+            user_turn_strategies=turn_strategies(agent.turns),
+        ),
+    )
+    http = httpx.AsyncClient()
+    register_tools(agent, services.llm, http)
+    pipeline = Pipeline(
+        [
+            transport.input(),
+            services.stt,
+            aggregators.user(),
+            services.llm,
+            services.tts,
+            transport.output(),
+            aggregators.assistant(),
+        ]
+    )
+    latency = LatencyObserver()
+    recorder = TranscriptRecorder(latency, sink)
+    worker = PipelineWorker(
+        pipeline,
+        params=PipelineParams(
+            audio_in_sample_rate=AUDIO_IN_RATE,
+            audio_out_sample_rate=audio_out_rate,
+            enable_metrics=True,
+        ),
+        observers=[latency, *(observers or [])],
+        idle_timeout_secs=agent.idle_timeout_secs,
+        cancel_on_idle_timeout=False,
+        enable_rtvi=False,
+    )
+    session = VoiceSession(
+        agent, pipeline, worker, context, recorder, latency, services.providers, http
+    )
+
+    async def _user_turn(_agg: Any, _strategy: Any, message: Any) -> None:
+        recorder.user(message.content or "", getattr(message, "timestamp", None))
+
+    async def _assistant_turn(_agg: Any, message: Any) -> None:
+        recorder.assistant(message.content or "", message.timestamp, message.interrupted)
+
+    async def _idle(_worker: Any) -> None:
+        logger.info("idle timeout: nobody spoke")
+        await session.end("idle_timeout")
+
+    async def _finished(_worker: Any, frame: Any) -> None:
+        reason = getattr(frame, "reason", None)
+        if isinstance(reason, str) and reason:
+            session.end_reason = reason
+        elif type(frame).__name__ == "CancelFrame":
+            session.end_reason = "cancelled"
+
+    aggregators.user().add_event_handler("on_user_turn_stopped", _user_turn)
+    aggregators.assistant().add_event_handler("on_assistant_turn_stopped", _assistant_turn)
+    worker.add_event_handler("on_idle_timeout", _idle)
+    worker.add_event_handler("on_pipeline_finished", _finished)
+    return session
+
+
+def _no_tools() -> Any:
+    from pipecat.processors.aggregators.llm_context import NOT_GIVEN
+
+    return NOT_GIVEN

@@ -1,0 +1,1 @@
+"""Provider seams: ``services/<provider>/{stt,llm,tts}.py`` plus ``ENTRIES`` in each package."""

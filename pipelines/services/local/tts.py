@@ -1,0 +1,97 @@
+"""Local TTS: Piper (GPL-3.0, optional extra) with the bundled en_US-joe-medium voice.
+
+Synthesized phrases are kept in a small per-process cache keyed by voice and text, so a greeting
+synthesized at prewarm plays instantly on every call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import OrderedDict
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
+from typing import Any
+
+from loguru import logger
+from pipecat.frames.frames import ErrorFrame, Frame
+from pipecat.services.settings import TTSSettings
+from pipecat.services.tts_service import TTSService
+
+from pipelines.services.local.models import cached
+
+PHRASE_CACHE_SIZE = 64
+PHRASE_MAX_CHARS = 300
+_phrases: OrderedDict[tuple[str, str], list[bytes]] = OrderedDict()
+
+
+def piper_voice(path: str) -> Any:
+    from piper import PiperVoice
+
+    return cached(("piper", path), lambda: PiperVoice.load(path))
+
+
+def synthesize(voice_path: str, text: str) -> list[bytes]:
+    """Blocking: synthesize ``text`` to 16-bit PCM chunks (one per sentence); cache short ones."""
+    key = (voice_path, text)
+    if key in _phrases:
+        _phrases.move_to_end(key)
+        return _phrases[key]
+    chunks = [c.audio_int16_bytes for c in piper_voice(voice_path).synthesize(text)]
+    _remember(key, chunks)
+    return chunks
+
+
+def _remember(key: tuple[str, str], chunks: list[bytes]) -> None:
+    if len(key[1]) <= PHRASE_MAX_CHARS:
+        _phrases[key] = chunks
+        while len(_phrases) > PHRASE_CACHE_SIZE:
+            _phrases.popitem(last=False)
+
+
+class LocalPiperTTSService(TTSService):
+    def __init__(self, *, voice_path: str, **kwargs: Any):
+        super().__init__(
+            push_start_frame=True,
+            push_stop_frames=True,
+            settings=TTSSettings(model=None, voice=voice_path, language=None),
+            **kwargs,
+        )
+        self._voice_path = voice_path
+        self._voice = piper_voice(voice_path)
+
+    def can_generate_metrics(self) -> bool:
+        return True
+
+    async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
+        key = (self._voice_path, text)
+        try:
+            await self.start_tts_usage_metrics(text)
+            chunks = _phrases.get(key)
+            source = _replay(chunks) if chunks is not None else self._synthesize(key)
+            async for frame in self._stream_audio_frames_from_iterator(
+                source, in_sample_rate=self._voice.config.sample_rate, context_id=context_id
+            ):
+                await self.stop_ttfb_metrics()
+                yield frame
+        except Exception as e:  # a TTS failure must not take the call down
+            logger.error(f"{self} synthesis failed: {e}")
+            yield ErrorFrame(error=f"TTS failed: {e}")
+        finally:
+            await self.stop_ttfb_metrics()
+
+    async def _synthesize(self, key: tuple[str, str]) -> AsyncIterator[bytes]:
+        # Piper yields one chunk per sentence; each is made in a worker thread so the event loop
+        # (and every other call's 20 ms audio) keeps running.
+        it: Iterator[Any] = iter(self._voice.synthesize(key[1]))
+        done: list[bytes] = []
+        while True:
+            chunk = await asyncio.to_thread(next, it, None)
+            if chunk is None:
+                break
+            done.append(chunk.audio_int16_bytes)
+            yield chunk.audio_int16_bytes
+        _remember(key, done)
+
+
+async def _replay(chunks: list[bytes]) -> AsyncIterator[bytes]:
+    for c in chunks:
+        yield c

@@ -1,0 +1,87 @@
+"""A text-only pipeline (user aggregator → LLM with tools → assistant aggregator)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from pipecat.frames.frames import (
+    Frame,
+    FunctionCallResultFrame,
+    FunctionCallsStartedFrame,
+    LLMFullResponseEndFrame,
+    LLMTextFrame,
+)
+from pipecat.pipeline.pipeline import Pipeline
+from pipecat.pipeline.worker import PipelineWorker
+from pipecat.processors.aggregators.llm_context import LLMContext
+from pipecat.processors.aggregators.llm_response_universal import LLMContextAggregatorPair
+from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
+from pipecat.services.llm_service import LLMService
+
+from parley.config import AgentConfig
+from pipelines.tools import register_tools, tools_schema
+
+
+class ReplyCollector(FrameProcessor):
+    """Streams LLM text to ``on_text`` and signals the end of each reply."""
+
+    def __init__(self, on_text: Callable[[str], None]) -> None:
+        super().__init__()
+        self._on_text = on_text
+        self.reply_done = asyncio.Event()
+        self.replies: list[str] = []
+        self._buf: list[str] = []
+        self._calling_tools = False
+
+    async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
+        await super().process_frame(frame, direction)
+        if isinstance(frame, LLMTextFrame):
+            self._buf.append(frame.text)
+            self._on_text(frame.text)
+        elif isinstance(frame, FunctionCallsStartedFrame):
+            self._calling_tools = True
+        elif isinstance(frame, FunctionCallResultFrame) and self._result_ends_reply(frame):
+            self._finish()
+        elif isinstance(frame, LLMFullResponseEndFrame):
+            if self._calling_tools and not self._buf:
+                # A tools-only response: the answer comes in the next response, once the tool
+                # results are in (or never, for end_call: then the session ends).
+                self._calling_tools = False
+                await self.push_frame(frame, direction)
+                return
+            self._finish()
+        await self.push_frame(frame, direction)
+
+    @staticmethod
+    def _result_ends_reply(frame: FunctionCallResultFrame) -> bool:
+        props = frame.properties
+        return frame.run_llm is False or (props is not None and props.run_llm is False)
+
+    def _finish(self) -> None:
+        self._calling_tools = False
+        self.replies.append("".join(self._buf))
+        self._buf.clear()
+        self.reply_done.set()
+
+
+def build_text_worker(
+    agent: AgentConfig, llm: LLMService, on_text: Callable[[str], None], http: httpx.AsyncClient
+) -> tuple[PipelineWorker, ReplyCollector, LLMContext]:
+    messages: list[Any] = []  # the system prompt is the LLM's system_instruction
+    if agent.greeting:
+        messages.append({"role": "assistant", "content": agent.greeting})
+    context = LLMContext(messages=messages, **_tools_kw(agent))
+    pair = LLMContextAggregatorPair(context)
+    register_tools(agent, llm, http)
+    collector = ReplyCollector(on_text)
+    pipeline = Pipeline([pair.user(), llm, collector, pair.assistant()])
+    worker = PipelineWorker(pipeline, enable_rtvi=False, idle_timeout_secs=None)
+    return worker, collector, context
+
+
+def _tools_kw(agent: AgentConfig) -> dict[str, Any]:
+    schema = tools_schema(agent)
+    return {"tools": schema} if schema is not None else {}

@@ -1,0 +1,1 @@
+"""Outbound scheduling (APScheduler): daily calls at a contact's local time, campaigns."""

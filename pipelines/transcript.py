@@ -142,7 +142,8 @@ class TranscriptRecorder:
             self._add(Turn(len(self.turns), "user", text.strip(), started or now_iso(), now_iso()))
 
     def assistant(self, text: str, started: str | None, interrupted: bool) -> None:
-        if not text.strip():
+        # An interrupted reply is kept even when none of it was heard: the caller barged in.
+        if not text.strip() and not interrupted:
             return
         latency = None
         if len(self._latency.measurements) > self._used:

@@ -1,7 +1,7 @@
 """Agent config + transport → a runnable Pipecat voice pipeline.
 
     transport.in → STT → user aggregator (Silero VAD, turn strategies) → LLM (tools)
-                 → TTS → transport.out → assistant aggregator
+                 → text pieces for speech → TTS → transport.out → assistant aggregator
 
 Runtimes in ``agents/`` (file harness, LiveKit worker, browser P2P, SIP) give a transport and
 run the returned :class:`VoiceSession`; this module never imports them.
@@ -25,6 +25,7 @@ from pipecat.processors.aggregators.llm_response_universal import (
     LLMContextAggregatorPair,
     LLMUserAggregatorParams,
 )
+from pipecat.processors.aggregators.llm_text_processor import LLMTextProcessor
 from pipecat.transports.base_transport import BaseTransport
 from pipecat.turns.user_start import (
     MinWordsUserTurnStartStrategy,
@@ -40,6 +41,7 @@ from pipecat.workers.runner import WorkerRunner
 
 from parley.config import AgentConfig, TurnTaking
 from pipelines.registry import Services
+from pipelines.speech_text import FirstClauseAggregator
 from pipelines.tools import register_tools, tools_schema
 from pipelines.transcript import LatencyObserver, TranscriptRecorder, TurnSink
 
@@ -140,6 +142,7 @@ def build_session(
             services.stt,
             aggregators.user(),
             services.llm,
+            LLMTextProcessor(text_aggregator=FirstClauseAggregator()),
             services.tts,
             transport.output(),
             aggregators.assistant(),

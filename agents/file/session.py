@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import statistics
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,9 @@ class TalkResult:
     audio_files: list[Path]
     providers: dict[str, str]
     end_reason: str
-    utterance_end_times: list[float]
+    # Per utterance: from the caller's last voiced audio to the agent's next audio, measured at
+    # the transport (wall clock, no VAD involved).
+    measured_voice_to_voice_ms: list[float]
 
     def voice_to_voice_ms(self) -> list[float]:
         return [
@@ -48,6 +51,15 @@ def _write_json(path: Path, doc: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(doc, indent=2), encoding="utf-8")
     os.replace(tmp, path)  # atomic: a reader never sees half a file
+
+
+def measured_latencies(speech_ends: list[float], agent_starts: list[float]) -> list[float]:
+    out = []
+    for end in speech_ends:
+        after = [s for s in agent_starts if s > end]
+        if after:
+            out.append(round((after[0] - end) * 1000, 1))
+    return out
 
 
 def _summary(turns: list[Turn]) -> dict[str, Any]:
@@ -92,7 +104,8 @@ async def talk(
         await asyncio.to_thread(prewarm, agent, settings)
         services = build_services(agent, settings)
     transcript = out_dir / "transcript.json"
-    header = {"agent": agent.name, "providers": services.providers}
+    call_id = uuid.uuid4().hex[:12]
+    header = {"call_id": call_id, "agent": agent.name, "providers": services.providers}
     turns: list[Turn] = []
 
     async def sink(turn: Turn) -> None:
@@ -108,17 +121,20 @@ async def talk(
     )
     transport = FileTransport(script)
     session = build_session(agent, transport, services, sink=sink, audio_out_rate=AUDIO_OUT_RATE)
-    logger.info(f"talking to {agent.name!r} with {services.providers}")
-    await session.run()
+    # Every log line of this call, Pipecat's included (tasks inherit the context), carries call_id.
+    with logger.contextualize(call_id=call_id):
+        logger.info(f"talking to {agent.name!r} with {services.providers}")
+        await session.run()
 
     files = await asyncio.to_thread(_write_turns, transport.output().turns, out_dir)
+    measured = measured_latencies(script.speech_end_times, transport.output().turn_start_times)
     doc = {
         **header,
         "status": "completed",
         "end_reason": session.end_reason,
         "audio_files": [f.name for f in files],
         "turns": [t.to_dict() for t in session.recorder.turns],
-        "summary": _summary(session.recorder.turns),
+        "summary": _summary(session.recorder.turns) | {"measured_voice_to_voice_ms": measured},
     }
     await asyncio.to_thread(_write_json, transcript, doc)
     return TalkResult(
@@ -127,5 +143,5 @@ async def talk(
         files,
         services.providers,
         session.end_reason,
-        script.utterance_end_times,
+        measured,
     )

@@ -28,7 +28,7 @@ from pipecat.transports.base_input import BaseInputTransport
 from pipecat.transports.base_output import BaseOutputTransport
 from pipecat.transports.base_transport import BaseTransport, TransportParams
 
-from parley.audio import Pcm
+from parley.audio import Pcm, rms_dbfs
 
 FRAME_MS = 20
 
@@ -44,7 +44,9 @@ class CallerScript:
     # Barge-in: speak utterance N+1 this long after the agent *starts* replying to N, instead of
     # waiting for the reply to finish.
     barge_in_after_secs: float | None = None
-    utterance_end_times: list[float] = field(default_factory=list)  # monotonic, for benchmarks
+    # When the last voiced frame of each utterance was sent (monotonic): the caller's true end of
+    # speech, independent of the VAD, for measuring latency from the outside.
+    speech_end_times: list[float] = field(default_factory=list)
 
 
 class _Pacer:
@@ -111,9 +113,11 @@ class FileInputTransport(BaseInputTransport):
         last = len(self._script.utterances)
         for n, pcm in enumerate(self._script.utterances, start=1):
             logger.info(f"user utterance {n}: {pcm.seconds:.2f} s")
+            voiced_end = _last_voiced_offset(pcm.data, step)
             for i in range(0, len(pcm.data), step):
                 await self._send(pcm.data[i : i + step].ljust(step, b"\0"), pacer)
-            self._script.utterance_end_times.append(time.monotonic())
+                if i == voiced_end:
+                    self._script.speech_end_times.append(time.monotonic())
             self._bot_done.clear()
             self._bot_started.clear()
             if self._script.barge_in_after_secs is not None and n < last:
@@ -150,12 +154,22 @@ class FileInputTransport(BaseInputTransport):
         )
 
 
+def _last_voiced_offset(pcm: bytes, step: int, threshold_dbfs: float = -45.0) -> int:
+    """Byte offset of the last frame louder than ``threshold_dbfs`` (0 if none is)."""
+    last = 0
+    for i in range(0, len(pcm), step):
+        if rms_dbfs(pcm[i : i + step]) > threshold_dbfs:
+            last = i
+    return last
+
+
 class FileOutputTransport(BaseOutputTransport):
     def __init__(self, params: TransportParams):
         super().__init__(params)
         self._pacer = _Pacer()
         self._current: bytearray | None = None
         self.turns: list[bytes] = []
+        self.turn_start_times: list[float] = []  # monotonic time of each turn's first audio
 
     async def start(self, frame: StartFrame) -> None:
         await super().start(frame)
@@ -163,6 +177,8 @@ class FileOutputTransport(BaseOutputTransport):
 
     async def write_audio_frame(self, frame: OutputAudioRawFrame) -> bool:
         if self._current is not None:
+            if not self._current:
+                self.turn_start_times.append(time.monotonic())
             self._current += frame.audio
         await self._pacer.wait(len(frame.audio) / 2 / frame.sample_rate)
         return True

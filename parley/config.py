@@ -112,6 +112,11 @@ class AgentConfig(_Strict):
     tts: TTSChoice = TTSChoice()
     turns: TurnTaking = TurnTaking()
     tools: list[Tool] = Field(default_factory=list)
+    pipeline: str = Field(
+        "voice",
+        pattern=r"^[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?$",
+        description="Pipeline graph: 'voice' or 'package.module:function'.",
+    )
     max_duration_secs: int = Field(1800, ge=10, le=4 * 3600)
     idle_timeout_secs: int = Field(30, ge=5, le=600)
 
@@ -147,6 +152,7 @@ _HINTS = {
     "less_than_equal": "lower the value",
     "union_tag_invalid": "set type to 'end_call' or 'http'",
     "union_tag_not_found": "add type: end_call or type: http",
+    "string_pattern_mismatch": "see the field's description for the allowed form",
 }
 
 

@@ -1,7 +1,8 @@
-"""Agent config + transport → a runnable Pipecat voice pipeline.
+"""Agent config + transport → a runnable Pipecat voice session.
 
-    transport.in → STT → user aggregator (Silero VAD, turn strategies) → LLM (tools)
-                 → text pieces for speech → TTS → transport.out → assistant aggregator
+Builds the parts (services, context aggregators with VAD and turn strategies, tools), lets the
+agent's graph order them (``pipelines/voice.py`` by default), and wraps the result with what
+every call needs: greeting, transcript and latency recording, idle timeout, maximum duration.
 
 Runtimes in ``agents/`` (file harness, LiveKit worker, browser P2P, SIP) give a transport and
 run the returned :class:`VoiceSession`; this module never imports them.
@@ -40,6 +41,8 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.workers.runner import WorkerRunner
 
 from parley.config import AgentConfig, TurnTaking
+from pipelines import catalog
+from pipelines.parts import Parts
 from pipelines.registry import Services
 from pipelines.speech_text import FirstClauseAggregator
 from pipelines.tools import register_tools, tools_schema
@@ -136,18 +139,17 @@ def build_session(
     )
     http = httpx.AsyncClient()
     register_tools(agent, services.llm, http)
-    pipeline = Pipeline(
-        [
-            transport.input(),
-            services.stt,
-            aggregators.user(),
-            services.llm,
-            LLMTextProcessor(text_aggregator=FirstClauseAggregator()),
-            services.tts,
-            transport.output(),
-            aggregators.assistant(),
-        ]
+    parts = Parts(
+        agent=agent,
+        transport=transport,
+        stt=services.stt,
+        user=aggregators.user(),
+        llm=services.llm,
+        speech_text=LLMTextProcessor(text_aggregator=FirstClauseAggregator()),
+        tts=services.tts,
+        assistant=aggregators.assistant(),
     )
+    pipeline = Pipeline(catalog.graph(agent.pipeline)(parts))
     latency = LatencyObserver()
     recorder = TranscriptRecorder(latency, sink)
     worker = PipelineWorker(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from pathlib import Path
 
 from agents.file.session import TalkResult, talk
@@ -21,6 +22,13 @@ def speak_to_wav(text: str, path: Path, settings: Settings, voice: str | None = 
     path.parent.mkdir(parents=True, exist_ok=True)
     write_wav(path, pcm, piper_voice(voice_path).config.sample_rate)
     return path
+
+
+def spoken(text: str, settings: Settings) -> Path:
+    """``text`` spoken by the bundled voice, as a WAV cached under the data dir."""
+    digest = hashlib.sha1(text.encode()).hexdigest()[:16]
+    path = settings.data_dir / "speech" / f"{digest}.wav"
+    return path if path.exists() else speak_to_wav(text, path, settings)
 
 
 async def run_demo(agent: AgentConfig, question: str, out: Path, settings: Settings) -> TalkResult:

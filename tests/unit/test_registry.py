@@ -14,6 +14,7 @@ from pipecat.services.groq.stt import GroqSTTService
 from pipecat.services.openai.llm import OpenAILLMService
 
 from agents.file.transport import CallerScript, FileTransport
+from parley.config import parse_agent
 from parley.errors import ConfigError, ProviderUnavailable
 from parley.settings import Settings
 from pipelines.graph import build_session
@@ -127,3 +128,14 @@ def test_pipeline_assembly_per_provider_combination(
     assert type(core[7]).__name__ == "LLMAssistantAggregator"
     tools = session.context.tools
     assert [t.name for t in tools.standard_tools] == ["end_call"]  # type: ignore[union-attr]
+
+
+def test_pipeline_graph_by_name_or_import_path(tmp_path: Path) -> None:
+    from pipelines import catalog, voice
+
+    assert catalog.graph("voice") is voice.build
+    assert catalog.graph("pipelines.voice:build") is voice.build
+    with pytest.raises(ConfigError, match="pipeline 'nowhere.graph:build' not found"):
+        catalog.graph("nowhere.graph:build")
+    with pytest.raises(ConfigError, match="- pipeline: String should match pattern"):
+        parse_agent({"name": "a", "system_prompt": "b", "pipeline": "not a name!"})

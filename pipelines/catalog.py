@@ -1,0 +1,28 @@
+"""Pipeline graphs by name: the bundled ones, or any ``package.module:function``."""
+
+from __future__ import annotations
+
+import importlib
+
+from parley.errors import ConfigError
+from pipelines import voice, voice_fillers
+from pipelines.parts import Graph
+
+BUNDLED: dict[str, Graph] = {"voice": voice.build, "voice_fillers": voice_fillers.build}
+
+
+def graph(name: str) -> Graph:
+    if name in BUNDLED:
+        return BUNDLED[name]
+    module_name, _, attr = name.partition(":")
+    try:
+        found = getattr(importlib.import_module(module_name), attr or "build")
+    except (ImportError, AttributeError) as err:
+        raise ConfigError(
+            f"pipeline {name!r} not found ({err}); fix: use one of {sorted(BUNDLED)} or "
+            "'package.module:function' importable from the agent's environment"
+        ) from None
+    if not callable(found):
+        raise ConfigError(f"pipeline {name!r} is not a function taking Parts")
+    graph_fn: Graph = found
+    return graph_fn

@@ -8,6 +8,8 @@ from typing import Any
 
 import httpx
 from pipecat.frames.frames import (
+    EndFrame,
+    EndWorkerFrame,
     Frame,
     FunctionCallResultFrame,
     FunctionCallsStartedFrame,
@@ -35,12 +37,16 @@ class ReplyCollector(FrameProcessor):
         self.replies: list[str] = []
         self._buf: list[str] = []
         self._calling_tools = False
+        self.ended = False  # the session is ending (end_call): no more input is taken
 
     async def process_frame(self, frame: Frame, direction: FrameDirection) -> None:
         await super().process_frame(frame, direction)
         if isinstance(frame, LLMTextFrame):
             self._buf.append(frame.text)
             self._on_text(frame.text)
+        elif isinstance(frame, EndWorkerFrame | EndFrame):
+            self.ended = True
+            self.reply_done.set()
         elif isinstance(frame, FunctionCallsStartedFrame):
             self._calling_tools = True
         elif isinstance(frame, FunctionCallResultFrame) and self._result_ends_reply(frame):

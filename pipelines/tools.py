@@ -84,11 +84,12 @@ def http_handler(tool: HttpTool, client: httpx.AsyncClient) -> Handler:
 def end_call_handler() -> Handler:
     async def handle(params: FunctionCallParams) -> None:
         # The goodbye the LLM spoke before calling is already queued downstream; the EndWorkerFrame
-        # follows it, so the worker ends after the audio has been played.
+        # follows it, so the worker ends after the audio has been played. It goes out before the
+        # result so nothing downstream mistakes the finished call for a finished turn.
+        await params.llm.push_frame(EndWorkerFrame(reason="end_call"))
         await params.result_callback(
             {"ok": True}, properties=FunctionCallResultProperties(run_llm=False)
         )
-        await params.llm.push_frame(EndWorkerFrame(reason="end_call"))
 
     return handle
 

@@ -37,7 +37,7 @@ async def chat(
         running = asyncio.create_task(runner.run())
         if agent.greeting:
             write(f"agent> {agent.greeting}\n")
-        while not running.done():
+        while not running.done() and not collector.ended:
             try:
                 line = await asyncio.to_thread(read_line)
             except EOFError:

@@ -85,3 +85,14 @@ async def test_maximum_duration_ends_the_call(tmp_path: Path) -> None:
         silence = Pcm(bytes(16000 * 2), 16000)
         result = await talk(agent, [silence], tmp_path, _settings(tmp_path), reply_timeout_secs=60)
     assert result.end_reason == "max_duration"
+
+
+async def test_end_call_tool_hangs_up(tmp_path: Path) -> None:
+    from tests.conversation import converse
+    from tests.fakes import ToolCallReply
+
+    agent = make_agent(greeting="Hi there.", tools=[{"type": "end_call"}])
+    llm = Script(rules=[Rule("bye", ToolCallReply("end_call"))])
+    result = await converse(agent, ["Thanks, bye!", "Hello? Still there?"], llm, tmp_path)
+    assert result.end_reason == "end_call"
+    assert [t.role for t in result.turns] == ["assistant", "user"]  # nothing after the goodbye

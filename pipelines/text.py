@@ -35,6 +35,7 @@ class ReplyCollector(FrameProcessor):
         self._on_text = on_text
         self.reply_done = asyncio.Event()
         self.replies: list[str] = []
+        self.tool_calls: list[dict[str, Any]] = []
         self._buf: list[str] = []
         self._calling_tools = False
         self.ended = False  # the session is ending (end_call): no more input is taken
@@ -49,6 +50,10 @@ class ReplyCollector(FrameProcessor):
             self.reply_done.set()
         elif isinstance(frame, FunctionCallsStartedFrame):
             self._calling_tools = True
+            self.tool_calls += [
+                {"name": c.function_name, "arguments": dict(c.arguments)}
+                for c in frame.function_calls
+            ]
         elif isinstance(frame, FunctionCallResultFrame) and self._result_ends_reply(frame):
             self._finish()
         elif isinstance(frame, LLMFullResponseEndFrame):
@@ -74,11 +79,16 @@ class ReplyCollector(FrameProcessor):
 
 
 def build_text_worker(
-    agent: AgentConfig, llm: LLMService, on_text: Callable[[str], None], http: httpx.AsyncClient
+    agent: AgentConfig,
+    llm: LLMService,
+    on_text: Callable[[str], None],
+    http: httpx.AsyncClient,
+    history: list[dict[str, str]] | None = None,
 ) -> tuple[PipelineWorker, ReplyCollector, LLMContext]:
     messages: list[Any] = []  # the system prompt is the LLM's system_instruction
     if agent.greeting:
         messages.append({"role": "assistant", "content": agent.greeting})
+    messages += history or []
     context = LLMContext(messages=messages, **_tools_kw(agent))
     pair = LLMContextAggregatorPair(context)
     register_tools(agent, llm, http)

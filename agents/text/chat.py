@@ -5,15 +5,29 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 from pipecat.frames.frames import EndFrame, LLMMessagesAppendFrame
+from pipecat.services.llm_service import LLMService
 from pipecat.workers.runner import WorkerRunner
 
 from parley.config import AgentConfig
+from parley.errors import ParleyError
+from parley.log import redact
 from parley.settings import Settings
 from pipelines.registry import resolve
 from pipelines.text import build_text_worker
+
+
+class LLMFailed(ParleyError):
+    """The LLM provider answered with an error (bad key, model not found, outage)."""
+
+
+def _llm(agent: AgentConfig, settings: Settings) -> LLMService[Any]:
+    llm = resolve(agent, settings).llm.build(agent, settings)
+    assert isinstance(llm, LLMService)
+    return llm
 
 
 def _print(text: str) -> None:
@@ -28,10 +42,9 @@ async def chat(
     write: Callable[[str], None] = _print,
 ) -> list[str]:
     """Run until EOF, 'quit', or the agent's end_call tool. Returns the agent's replies."""
-    entry = resolve(agent, settings).llm
-    llm = entry.build(agent, settings)
+    llm = _llm(agent, settings)
     async with httpx.AsyncClient() as http:
-        worker, collector, _ = build_text_worker(agent, llm, write, http)  # type: ignore[arg-type]
+        worker, collector, _ = build_text_worker(agent, llm, write, http)
         runner = WorkerRunner(handle_sigint=False)
         await runner.add_workers(worker)
         running = asyncio.create_task(runner.run())
@@ -59,3 +72,38 @@ async def chat(
             await worker.queue_frame(EndFrame())
         await running
     return collector.replies
+
+
+async def reply_once(
+    agent: AgentConfig,
+    settings: Settings,
+    message: str,
+    history: list[dict[str, str]] | None = None,
+    timeout_secs: float = 60.0,
+) -> tuple[str, list[dict[str, Any]]]:
+    """One turn of text chat (the API's ``/chat``): the reply and the tools it called."""
+    llm = _llm(agent, settings)
+    async with httpx.AsyncClient() as http:
+        worker, collector, _ = build_text_worker(agent, llm, lambda _t: None, http, history)
+        runner = WorkerRunner(handle_sigint=False)
+        await runner.add_workers(worker)
+        errors: list[str] = []
+
+        async def on_error(_worker: Any, frame: Any) -> None:
+            errors.append(str(getattr(frame, "error", frame)))
+            collector.reply_done.set()
+
+        worker.add_event_handler("on_pipeline_error", on_error)
+        running = asyncio.create_task(runner.run())
+        await worker.queue_frame(
+            LLMMessagesAppendFrame([{"role": "user", "content": message}], run_llm=True)
+        )
+        try:
+            await asyncio.wait_for(collector.reply_done.wait(), timeout_secs)
+        finally:
+            if not running.done():
+                await worker.queue_frame(EndFrame())
+            await running
+    if errors:
+        raise LLMFailed(f"the agent's LLM failed: {redact(errors[0])}")
+    return "".join(collector.replies), collector.tool_calls

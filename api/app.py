@@ -1,0 +1,61 @@
+"""The FastAPI application: ``create_app()``; ``parley serve`` runs it with uvicorn."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+
+from api import errors
+from api.deps import AppState
+from api.middleware import RequestGuard
+from api.ratelimit import RateLimiter
+from api.routes import agents, health
+from api.settings import ApiSettings
+from parley import __version__
+from parley.db import open_database
+from parley.db.settings import DatabaseSettings
+from parley.settings import Settings, get_settings
+
+
+def create_app(
+    settings: Settings | None = None,
+    api_settings: ApiSettings | None = None,
+    db_settings: DatabaseSettings | None = None,
+) -> FastAPI:
+    api_cfg = api_settings or ApiSettings()
+    core = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with open_database(core, db_settings=db_settings) as pool:
+            app.state.parley = AppState(
+                pool=pool,
+                settings=api_cfg,
+                limiter=RateLimiter(api_cfg.rate_per_sec, api_cfg.rate_burst),
+                core=core,
+            )
+            yield
+
+    app = FastAPI(
+        title="Parley API",
+        version=__version__,
+        description="Manage voice agents, their knowledge, contacts and calls.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for router in (health.router, agents.router):
+        app.include_router(router)
+    if api_cfg.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=api_cfg.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    app.add_middleware(
+        RequestGuard, max_body=api_cfg.max_body_bytes, max_upload=api_cfg.max_upload_bytes
+    )
+    return app

@@ -1,0 +1,147 @@
+"""Agents: CRUD over the shared AgentConfig schema, and a text chat for quick testing."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field
+
+from agents.text.chat import LLMFailed, reply_once
+from api import pagination
+from api.deps import Caller, Db, state
+from api.errors import ApiError, not_found
+from parley.config import AgentConfig
+
+router = APIRouter(prefix="/v1/agents", tags=["agents"])
+
+
+class AgentOut(BaseModel):
+    id: UUID
+    config: AgentConfig
+    created_at: datetime
+    updated_at: datetime
+
+
+class AgentPage(BaseModel):
+    items: list[AgentOut]
+    next_cursor: str | None
+
+
+class ChatMessage(BaseModel):
+    role: str = Field(pattern="^(user|assistant)$")
+    content: str = Field(min_length=1, max_length=4000)
+
+
+class ChatIn(BaseModel):
+    message: str = Field(min_length=1, max_length=4000)
+    history: list[ChatMessage] = Field(default_factory=list, max_length=50)
+
+
+class ChatOut(BaseModel):
+    reply: str
+    tool_calls: list[dict[str, Any]]
+
+
+def _out(row: Any) -> AgentOut:
+    return AgentOut(
+        id=row["id"],
+        config=AgentConfig.model_validate(json.loads(row["config"])),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+_COLS = "id, config::text as config, created_at, updated_at"
+
+
+@router.post("", status_code=201, response_model=AgentOut)
+async def create_agent(config: AgentConfig, who: Caller, db: Db) -> AgentOut:
+    row = await db.fetchrow(
+        f"insert into public.agents (org_id, config) values ($1, $2::jsonb) returning {_COLS}",
+        who.org_id,
+        config.model_dump_json(),
+    )
+    return _out(row)
+
+
+@router.get("", response_model=AgentPage)
+async def list_agents(
+    who: Caller,
+    db: Db,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> AgentPage:
+    args: list[Any] = [who.org_id, limit + 1]
+    where = "org_id = $1"
+    if cursor:
+        ts, last = pagination.decode(cursor)
+        where += " and (created_at, id) < ($3, $4)"
+        args += [ts, last]
+    rows = await db.fetch(
+        f"select {_COLS} from public.agents where {where} "
+        "order by created_at desc, id desc limit $2",
+        *args,
+    )
+    items = [_out(r) for r in rows[:limit]]
+    nxt = (
+        pagination.encode(rows[limit - 1]["created_at"], rows[limit - 1]["id"])
+        if len(rows) > limit
+        else None
+    )
+    return AgentPage(items=items, next_cursor=nxt)
+
+
+async def load_agent_row(db: Db, org_id: UUID, agent_id: UUID) -> AgentOut:
+    row = await db.fetchrow(
+        f"select {_COLS} from public.agents where id = $1 and org_id = $2", agent_id, org_id
+    )
+    if row is None:
+        raise not_found("agent")
+    return _out(row)
+
+
+@router.get("/{agent_id}", response_model=AgentOut)
+async def get_agent(agent_id: UUID, who: Caller, db: Db) -> AgentOut:
+    return await load_agent_row(db, who.org_id, agent_id)
+
+
+@router.put("/{agent_id}", response_model=AgentOut)
+async def replace_agent(agent_id: UUID, config: AgentConfig, who: Caller, db: Db) -> AgentOut:
+    row = await db.fetchrow(
+        f"update public.agents set config = $3::jsonb where id = $1 and org_id = $2 "
+        f"returning {_COLS}",
+        agent_id,
+        who.org_id,
+        config.model_dump_json(),
+    )
+    if row is None:
+        raise not_found("agent")
+    return _out(row)
+
+
+@router.delete("/{agent_id}", status_code=204)
+async def delete_agent(agent_id: UUID, who: Caller, db: Db) -> Response:
+    done = await db.execute(
+        "delete from public.agents where id = $1 and org_id = $2", agent_id, who.org_id
+    )
+    if done.endswith(" 0"):
+        raise not_found("agent")
+    return Response(status_code=204)
+
+
+@router.post("/{agent_id}/chat", response_model=ChatOut)
+async def chat(agent_id: UUID, body: ChatIn, who: Caller, db: Db, request: Request) -> ChatOut:
+    """Run the agent's LLM, prompt and tools on one text message (no audio)."""
+    agent = (await load_agent_row(db, who.org_id, agent_id)).config
+    history = [m.model_dump() for m in body.history]
+    try:
+        reply, calls = await reply_once(agent, state(request).core, body.message, history)
+    except TimeoutError as err:
+        raise ApiError(504, "llm_timeout", "the agent's LLM did not answer within 60 s") from err
+    except LLMFailed as err:
+        raise ApiError(502, "llm_failed", str(err)) from err
+    return ChatOut(reply=reply, tool_calls=calls)

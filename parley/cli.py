@@ -12,6 +12,7 @@ import typer
 
 from parley import log
 from parley.config import load_agent, preset_names
+from parley.db.cli import app as db_app
 from parley.errors import ParleyError
 from parley.settings import get_settings
 
@@ -91,6 +92,8 @@ def demo(
         typer.echo(f"{t.role:>9}: {t.text}")
     typer.echo(f"voice-to-voice ms: {result.voice_to_voice_ms()}  (files in {out})")
 
+
+app.add_typer(db_app, name="db", help="Database: apply migrations, reset.")
 
 agents_app = typer.Typer(no_args_is_help=True, help="Inspect and validate agent configs.")
 app.add_typer(agents_app, name="agents")

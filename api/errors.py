@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from typing import Any
 
+import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from loguru import logger
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from parley.errors import ConfigError, ParleyError
 
@@ -25,6 +28,21 @@ class ApiError(Exception):
     ) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.details = status, code, message, details or []
+
+
+class ErrorInfo(BaseModel):
+    code: str = Field(description="Stable, machine-readable: not_found, conflict, ...")
+    message: str = Field(description="For people: what went wrong and how to fix it.")
+    details: list[dict[str, Any]] = Field(
+        default_factory=list, description="Per-field problems: {field, message, ...}."
+    )
+    request_id: str | None = Field(None, description="Also sent as the X-Request-Id header.")
+
+
+class ErrorBody(BaseModel):
+    """The documented form of the one error body (every non-2xx answer)."""
+
+    error: ErrorInfo
 
 
 def not_found(what: str) -> ApiError:
@@ -46,11 +64,16 @@ _STATUS_CODES = {
 
 
 def body(
-    request: Request, status: int, code: str, message: str, details: list[dict[str, Any]]
+    request: Request,
+    status: int,
+    code: str,
+    message: str,
+    details: list[dict[str, Any]],
+    headers: dict[str, str] | None = None,
 ) -> JSONResponse:
     rid = getattr(request.state, "request_id", None)
     payload = {"error": {"code": code, "message": message, "details": details, "request_id": rid}}
-    return JSONResponse(payload, status_code=status)
+    return JSONResponse(payload, status_code=status, headers=headers)
 
 
 def _validation_details(err: RequestValidationError) -> list[dict[str, Any]]:
@@ -63,7 +86,23 @@ def _validation_details(err: RequestValidationError) -> list[dict[str, Any]]:
     return out
 
 
+def _allowed_methods(request: Request) -> str:
+    """All methods of the path for a 405's ``Allow`` (RFC 9110). Starlette names only those of
+    the first route matching the path, e.g. POST alone for GET+POST /v1/agents."""
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        if isinstance(route, Route) and route.matches(request.scope)[0] != Match.NONE:
+            methods |= route.methods or set()
+    return ", ".join(sorted(methods))
+
+
 def install(app: FastAPI) -> None:
+    # Document the error body on every route included after this (the app router's responses
+    # are merged into each). A "default" response also stops FastAPI from documenting its own
+    # 422 body, which is not the one sent.
+    doc = {"model": ErrorBody, "description": "Any error (see `error.code`)"}
+    app.router.responses = {"default": doc, **app.router.responses}
+
     @app.exception_handler(ApiError)
     async def _api(request: Request, exc: ApiError) -> JSONResponse:
         return body(request, exc.status, exc.code, exc.message, exc.details)
@@ -77,7 +116,23 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _STATUS_CODES.get(exc.status_code, "error")
-        return body(request, exc.status_code, code, str(exc.detail), [])
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:
+            headers["Allow"] = _allowed_methods(request)
+        return body(request, exc.status_code, code, str(exc.detail), [], headers)
+
+    @app.exception_handler(asyncpg.UntranslatableCharacterError)
+    @app.exception_handler(asyncpg.CharacterNotInRepertoireError)
+    async def _nul(request: Request, exc: asyncpg.PostgresError) -> JSONResponse:
+        # Postgres text and jsonb cannot hold NUL: a client's input, not a server failure.
+        # Safety net for routes that do not refuse it at the edge (found by fuzzing).
+        return body(
+            request,
+            422,
+            "validation_error",
+            "text must not contain NUL (\\u0000) characters; remove them and retry",
+            [],
+        )
 
     @app.exception_handler(ConfigError)
     async def _config(request: Request, exc: ConfigError) -> JSONResponse:

@@ -33,19 +33,28 @@ class RequestGuard:
             await _too_large(send, rid, limit)
             return
         seen = 0
-        started = False
+        started = exceeded = replaced = False
 
         async def counting_receive() -> Message:
-            nonlocal seen
+            nonlocal seen, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > limit:
+                    exceeded = True
                     raise BodyTooLarge
             return message
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
+            nonlocal started, replaced
+            # FastAPI turns any error while reading the body into its own 400, so the
+            # exception may never reach us: the app's answer is swapped for the 413 instead.
+            if exceeded and not started:
+                started = replaced = True
+                await _too_large(send, rid, limit)
+                return
+            if replaced:
+                return
             if message["type"] == "http.response.start":
                 started = True
                 message.setdefault("headers", []).append((b"x-request-id", rid.encode()))

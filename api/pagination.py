@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from uuid import UUID
 
 from api.errors import ApiError
@@ -19,8 +19,14 @@ def decode(cursor: str) -> tuple[datetime, UUID]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         ts, id_ = json.loads(raw)
-        return datetime.fromisoformat(ts), UUID(id_)
-    except (ValueError, TypeError) as err:
+        if not isinstance(ts, str) or not isinstance(id_, str):
+            raise TypeError("cursor parts must be strings")
+        # A forged cursor must fail here, not in the database (e.g. a year-1 date at +05:00
+        # cannot be converted to UTC): 400, not 500.
+        when = datetime.fromisoformat(ts)
+        when = when.replace(tzinfo=UTC) if when.tzinfo is None else when.astimezone(UTC)
+        return when, UUID(id_)
+    except (ValueError, TypeError, OverflowError) as err:
         raise ApiError(
             400, "bad_cursor", "the cursor is not valid; use next_cursor as given"
         ) from err

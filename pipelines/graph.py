@@ -42,6 +42,7 @@ from pipecat.workers.runner import WorkerRunner
 
 from parley.config import AgentConfig, TurnTaking
 from pipelines import catalog
+from pipelines.knowledge.retrieve import Retriever, install_knowledge
 from pipelines.parts import Parts
 from pipelines.registry import Services
 from pipelines.speech_text import FirstClauseAggregator
@@ -127,7 +128,9 @@ def build_session(
     sink: TurnSink | None = None,
     audio_out_rate: int = 24000,
     observers: list[Any] | None = None,
+    retriever: Retriever | None = None,
 ) -> VoiceSession:
+    """``retriever`` serves ``agent.knowledge`` (runtimes build it: pipelines has no database)."""
     # The system prompt is the LLM service's system_instruction (set by the provider factory).
     context = LLMContext(tools=tools_schema(agent) or _no_tools())
     aggregators = LLMContextAggregatorPair(
@@ -149,9 +152,19 @@ def build_session(
         tts=services.tts,
         assistant=aggregators.assistant(),
     )
-    pipeline = Pipeline(catalog.graph(agent.pipeline)(parts))
     latency = LatencyObserver()
     recorder = TranscriptRecorder(latency, sink)
+    processors = catalog.graph(agent.pipeline)(parts)
+    install_knowledge(
+        agent,
+        retriever,
+        processors=processors,
+        user=parts.user,
+        llm=services.llm,
+        context=context,
+        recorder=recorder,
+    )
+    pipeline = Pipeline(processors)
     worker = PipelineWorker(
         pipeline,
         params=PipelineParams(

@@ -9,7 +9,7 @@ playing the reply (``voice_to_voice_ms``).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -113,6 +113,7 @@ class TranscriptRecorder:
         self._sink = sink
         self._queue: asyncio.Queue[Turn | None] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
+        self._knowledge: list[str] = []  # chunk ids retrieved for the answer being prepared
 
     def start(self) -> None:
         if self._sink is not None and self._task is None:
@@ -137,6 +138,14 @@ class TranscriptRecorder:
         if self._sink is not None:
             self._queue.put_nowait(turn)
 
+    def knowledge_used(self, chunk_ids: Iterable[object], *, append: bool = False) -> None:
+        """Knowledge chunks retrieved to answer the current user turn; they are recorded on
+        the next assistant turn. Per-turn retrieval replaces them; lookups (a tool) append."""
+        ids = [str(i) for i in chunk_ids]
+        if append:
+            ids = [*self._knowledge, *(i for i in ids if i not in self._knowledge)]
+        self._knowledge = ids
+
     def user(self, text: str, started: str | None) -> None:
         if text.strip():
             self._add(Turn(len(self.turns), "user", text.strip(), started or now_iso(), now_iso()))
@@ -149,6 +158,9 @@ class TranscriptRecorder:
         if len(self._latency.measurements) > self._used:
             latency = self._latency.measurements[-1]
             self._used = len(self._latency.measurements)
+        extra: dict[str, Any] = {}
+        if self._knowledge:
+            extra["knowledge_chunk_ids"], self._knowledge = self._knowledge, []
         self._add(
             Turn(
                 len(self.turns),
@@ -158,5 +170,6 @@ class TranscriptRecorder:
                 now_iso(),
                 interrupted=interrupted,
                 latency=latency,
+                extra=extra,
             )
         )

@@ -22,6 +22,7 @@ from parley.audio import Pcm, read_wav, write_wav
 from parley.config import AgentConfig
 from parley.settings import Settings
 from pipelines.graph import AUDIO_IN_RATE, build_session
+from pipelines.knowledge.retrieve import Retriever
 from pipelines.registry import Services, build_services, prewarm
 from pipelines.transcript import Turn
 
@@ -97,8 +98,11 @@ async def talk(
     services: Services | None = None,
     reply_timeout_secs: float = 30.0,
     barge_in_after_secs: float | None = None,
+    retriever: Retriever | None = None,
 ) -> TalkResult:
-    """Play ``wavs`` to the agent in real time; return and write the transcript and recordings."""
+    """Play ``wavs`` to the agent in real time; return and write the transcript and recordings.
+
+    ``retriever`` answers ``agent.knowledge`` (without one, the knowledge bases are ignored)."""
     utterances = await asyncio.to_thread(_prepare, wavs, out_dir)
     if services is None:
         await asyncio.to_thread(prewarm, agent, settings)
@@ -120,7 +124,9 @@ async def talk(
         barge_in_after_secs=barge_in_after_secs,
     )
     transport = FileTransport(script)
-    session = build_session(agent, transport, services, sink=sink, audio_out_rate=AUDIO_OUT_RATE)
+    session = build_session(
+        agent, transport, services, sink=sink, audio_out_rate=AUDIO_OUT_RATE, retriever=retriever
+    )
     # Every log line of this call, Pipecat's included (tasks inherit the context), carries call_id.
     with logger.contextualize(call_id=call_id):
         logger.info(f"talking to {agent.name!r} with {services.providers}")

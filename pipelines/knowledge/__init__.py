@@ -1,7 +1,8 @@
-"""Knowledge core: extract text from documents, chunk it, embed chunks. No database here.
+"""Knowledge core: extract text from documents, chunk it, embed chunks; store.py writes and
+searches them in pgvector. Call-time retrieval (a Pipecat processor and a lookup tool) lives in
+``pipelines.knowledge.retrieve``, not exported here so that importing this package stays cheap.
 
-Heavy libraries (onnxruntime, tokenizers, trafilatura, pypdf, httpx) load on first use, so
-importing this package is cheap.
+Heavy libraries (onnxruntime, tokenizers, trafilatura, pypdf, httpx) load on first use.
 """
 
 from pipelines.knowledge.chunk import Chunk, chunk_text
@@ -22,6 +23,15 @@ from pipelines.knowledge.errors import (
 )
 from pipelines.knowledge.extract import ExtractedDocument, extract
 from pipelines.knowledge.fetch import FetchedDocument, fetch_url
+from pipelines.knowledge.store import (
+    EmbeddingSettings,
+    RetrievedChunk,
+    embed_query,
+    insert_chunks,
+    make_embedder,
+    model_family,
+    search_chunks,
+)
 
 __all__ = [
     "EMBED_DIM",
@@ -29,6 +39,7 @@ __all__ = [
     "DocumentTooLarge",
     "Embedder",
     "EmbeddingError",
+    "EmbeddingSettings",
     "ExtractedDocument",
     "ExtractionError",
     "FetchError",
@@ -36,9 +47,15 @@ __all__ = [
     "KnowledgeError",
     "LocalMiniLMEmbedder",
     "OpenAIEmbedder",
+    "RetrievedChunk",
     "UnsupportedContentType",
     "chunk_text",
     "count_tokens",
+    "embed_query",
     "extract",
     "fetch_url",
+    "insert_chunks",
+    "make_embedder",
+    "model_family",
+    "search_chunks",
 ]

@@ -1,0 +1,124 @@
+"""API keys of the caller's organization: create (the token is shown once), list, revoke.
+
+Any API key of an organization may manage its keys; a signed-in user must be its owner or an
+admin (the same rule as the api_keys row-level security policies)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel, Field
+
+from api import pagination
+from api.deps import Caller, Db
+from api.errors import ApiError, not_found
+from api.keys import new_key
+from api.schemas_common import COMMON_ERRORS, Text, error_responses, page_cursor
+
+router = APIRouter(prefix="/v1/api-keys", tags=["api keys"], responses=COMMON_ERRORS)
+
+
+class ApiKeyIn(BaseModel):
+    name: Text = Field(min_length=1, max_length=200, examples=["production dialer"])
+
+
+class ApiKeyOut(BaseModel):
+    id: UUID
+    name: str
+    prefix: str = Field(description="Identifies the key (pk_<prefix>_...); not a secret.")
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class ApiKeyCreated(ApiKeyOut):
+    token: str = Field(description="The whole key. Shown only now: it is not stored.")
+
+
+class ApiKeyPage(BaseModel):
+    items: list[ApiKeyOut]
+    next_cursor: str | None
+
+
+_COLS = "id, name, prefix, created_at, last_used_at, revoked_at"
+
+
+async def _admin(who: Caller, db: Db) -> None:
+    # RLS would only hide rows from a plain member (an empty list, a 404): say why instead.
+    if who.user_id is not None and not await db.fetchval(
+        "select private.has_role($1, array['owner', 'admin'])", who.org_id
+    ):
+        raise ApiError(403, "forbidden", "only owners and admins of the organization manage keys")
+
+
+Admin = Depends(_admin)
+
+
+@router.post(
+    "",
+    status_code=201,
+    response_model=ApiKeyCreated,
+    dependencies=[Admin],
+    responses=error_responses(403),
+)
+async def create_key(body: ApiKeyIn, who: Caller, db: Db) -> ApiKeyCreated:
+    """Create a key. Copy ``token`` now: only its prefix and a hash are kept."""
+    key = new_key()
+    row = await db.fetchrow(
+        f"insert into public.api_keys (org_id, name, prefix, key_hash) values ($1, $2, $3, $4) "
+        f"returning {_COLS}",
+        who.org_id,
+        body.name,
+        key.prefix,
+        key.hash,
+    )
+    return ApiKeyCreated(**dict(row), token=key.token)
+
+
+@router.get(
+    "", response_model=ApiKeyPage, dependencies=[Admin], responses=error_responses(400, 403)
+)
+async def list_keys(
+    who: Caller,
+    db: Db,
+    include_revoked: bool = False,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> ApiKeyPage:
+    """Newest first. Never includes the secret or its hash."""
+    args: list[Any] = [who.org_id, limit + 1]
+    where = "org_id = $1" + ("" if include_revoked else " and revoked_at is null")
+    if cursor:
+        ts, last = pagination.decode(cursor)
+        args += [ts, last]
+        where += " and (created_at, id) < ($3, $4)"
+    rows = await db.fetch(
+        f"select {_COLS} from public.api_keys where {where} "
+        "order by created_at desc, id desc limit $2",
+        *args,
+    )
+    items = [ApiKeyOut(**dict(r)) for r in rows[:limit]]
+    return ApiKeyPage(items=items, next_cursor=page_cursor(rows, limit))
+
+
+@router.delete(
+    "/{key_id}",
+    status_code=204,
+    response_class=Response,
+    dependencies=[Admin],
+    responses=error_responses(403, 404),
+)
+async def revoke_key(key_id: UUID, who: Caller, db: Db) -> Response:
+    """Revoke a key: it stops working at once. Revoking it again is a no-op (204)."""
+    row = await db.fetchrow(
+        "update public.api_keys set revoked_at = coalesce(revoked_at, now()) "
+        "where id = $1 and org_id = $2 returning id",
+        key_id,
+        who.org_id,
+    )
+    if row is None:
+        raise not_found("API key")
+    return Response(status_code=204)

@@ -128,8 +128,8 @@ async def bench_local(turns: int, settings: Settings, wavs: list[Path]) -> dict[
     from llama_cpp import Llama
     from llama_cpp.llama_cache import LlamaRAMCache
 
-    from pipelines.services.local.llm import CONTEXT_TOKENS, to_llama_messages
-    from pipelines.services.local.models import cpu_threads, piper_voice_path, smollm_path
+    from pipelines.services.local.llm import CONTEXT_TOKENS, llama_threads, to_llama_messages
+    from pipelines.services.local.models import piper_voice_path, smollm_path
     from pipelines.services.local.tts import piper_voice
 
     agent = local_agent()
@@ -154,7 +154,10 @@ async def bench_local(turns: int, settings: Settings, wavs: list[Path]) -> dict[
     # The floor's LLM: its own llama.cpp context holding only the system-prompt prefix, as the
     # pipeline's had at the start of each session.
     llama = Llama(
-        model_path=str(smollm_path()), n_ctx=CONTEXT_TOKENS, n_threads=cpu_threads(), verbose=False
+        model_path=str(smollm_path()),
+        n_ctx=CONTEXT_TOKENS,
+        n_threads=llama_threads(),
+        verbose=False,
     )
     llama.set_cache(LlamaRAMCache(capacity_bytes=256 << 20))
     llama.create_chat_completion(
@@ -293,7 +296,7 @@ async def bench_simulated(turns: int, wavs: list[Path], settings: Settings) -> d
 async def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--turns", type=int, default=10)
-    ap.add_argument("--skip-local", action="store_true")
+    ap.add_argument("--only", choices=["local", "simulated"], default=None)
     args = ap.parse_args()
     log.configure("WARNING")
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="bench-")))
@@ -301,26 +304,34 @@ async def main() -> None:
     wavs = [speak_to_wav(q, wav_dir / f"q{i}.wav", settings) for i, q in enumerate(QUESTIONS)]
     print(f"machine: {__import__('os').cpu_count()} cores; turns per measurement: {args.turns}")
 
-    sim = await bench_simulated(args.turns, wavs, settings)
+    if args.only != "local":
+        await report_simulated(args.turns, wavs, settings)
+    if args.only != "simulated":
+        await report_local(args.turns, wavs, settings)
+
+
+async def report_simulated(turns: int, wavs: list[Path], settings: Settings) -> None:
+    sim = await bench_simulated(turns, wavs, settings)
     print("\n(b) simulated providers (STT 150 ms, LLM first token 250 ms, TTS 120 ms)")
     print(row("raw Pipecat pipeline v2v (measured)", sim["raw"]))
     print(row("Parley pipeline v2v (measured)", sim["parley"]))
     overhead = statistics.median(sim["parley"]) - statistics.median(sim["raw"])
     print(f"Parley overhead (difference of medians): {overhead:+.0f} ms")
 
-    if not args.skip_local:
-        loc = await bench_local(args.turns, settings, wavs)
-        print("\n(a) fully local stack")
-        print(row("Parley local v2v (measured)", loc["v2v"]))
-        print(row("Parley local v2v (VAD-based)", loc["vad_v2v"]))
-        print(row("floor (stages alone, summed)", loc["floor"]))
-        for k, v in loc["parts"].items():
-            print(row(f"  floor part: {k}", v))
-        of_medians = statistics.median(loc["v2v"]) / statistics.median(loc["floor"])
-        print(
-            f"ratio v2v/floor: median {statistics.median(loc['ratios']):.2f}  "
-            f"(ratio of medians {of_medians:.2f})"
-        )
+
+async def report_local(turns: int, wavs: list[Path], settings: Settings) -> None:
+    loc = await bench_local(turns, settings, wavs)
+    print("\n(a) fully local stack")
+    print(row("Parley local v2v (measured)", loc["v2v"]))
+    print(row("Parley local v2v (VAD-based)", loc["vad_v2v"]))
+    print(row("floor (stages alone, summed)", loc["floor"]))
+    for k, v in loc["parts"].items():
+        print(row(f"  floor part: {k}", v))
+    of_medians = statistics.median(loc["v2v"]) / statistics.median(loc["floor"])
+    print(
+        f"ratio v2v/floor: median {statistics.median(loc['ratios']):.2f}  "
+        f"(ratio of medians {of_medians:.2f})"
+    )
 
 
 if __name__ == "__main__":

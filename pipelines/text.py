@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
@@ -24,6 +24,7 @@ from pipecat.processors.frame_processor import FrameDirection, FrameProcessor
 from pipecat.services.llm_service import LLMService
 
 from parley.config import AgentConfig
+from pipelines.knowledge.retrieve import Retriever, install_knowledge
 from pipelines.tools import register_tools, tools_schema
 
 
@@ -36,6 +37,7 @@ class ReplyCollector(FrameProcessor):
         self.reply_done = asyncio.Event()
         self.replies: list[str] = []
         self.tool_calls: list[dict[str, Any]] = []
+        self.knowledge_chunk_ids: list[str] = []
         self._buf: list[str] = []
         self._calling_tools = False
         self.ended = False  # the session is ending (end_call): no more input is taken
@@ -66,6 +68,10 @@ class ReplyCollector(FrameProcessor):
             self._finish()
         await self.push_frame(frame, direction)
 
+    def knowledge_used(self, chunk_ids: Iterable[object], *, append: bool = False) -> None:
+        ids = [str(i) for i in chunk_ids]
+        self.knowledge_chunk_ids = [*self.knowledge_chunk_ids, *ids] if append else ids
+
     @staticmethod
     def _result_ends_reply(frame: FunctionCallResultFrame) -> bool:
         props = frame.properties
@@ -84,6 +90,7 @@ def build_text_worker(
     on_text: Callable[[str], None],
     http: httpx.AsyncClient,
     history: list[dict[str, str]] | None = None,
+    retriever: Retriever | None = None,
 ) -> tuple[PipelineWorker, ReplyCollector, LLMContext]:
     messages: list[Any] = []  # the system prompt is the LLM's system_instruction
     if agent.greeting:
@@ -93,7 +100,17 @@ def build_text_worker(
     pair = LLMContextAggregatorPair(context)
     register_tools(agent, llm, http)
     collector = ReplyCollector(on_text)
-    pipeline = Pipeline([pair.user(), llm, collector, pair.assistant()])
+    processors: list[FrameProcessor] = [pair.user(), llm, collector, pair.assistant()]
+    install_knowledge(
+        agent,
+        retriever,
+        processors=processors,
+        user=pair.user(),
+        llm=llm,
+        context=context,
+        recorder=collector,
+    )
+    pipeline = Pipeline(processors)
     worker = PipelineWorker(pipeline, enable_rtvi=False, idle_timeout_secs=None)
     return worker, collector, context
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -16,8 +17,16 @@ from parley.config import AgentConfig
 from parley.errors import ParleyError
 from parley.log import redact
 from parley.settings import Settings
+from pipelines.knowledge.retrieve import Retriever
 from pipelines.registry import resolve
 from pipelines.text import build_text_worker
+
+
+@dataclass(frozen=True)
+class ChatReply:
+    text: str
+    tool_calls: list[dict[str, Any]]
+    knowledge_chunk_ids: list[str]
 
 
 class LLMFailed(ParleyError):
@@ -80,11 +89,14 @@ async def reply_once(
     message: str,
     history: list[dict[str, str]] | None = None,
     timeout_secs: float = 60.0,
-) -> tuple[str, list[dict[str, Any]]]:
+    retriever: Retriever | None = None,
+) -> ChatReply:
     """One turn of text chat (the API's ``/chat``): the reply and the tools it called."""
     llm = _llm(agent, settings)
     async with httpx.AsyncClient() as http:
-        worker, collector, _ = build_text_worker(agent, llm, lambda _t: None, http, history)
+        worker, collector, _ = build_text_worker(
+            agent, llm, lambda _t: None, http, history, retriever
+        )
         runner = WorkerRunner(handle_sigint=False)
         await runner.add_workers(worker)
         errors: list[str] = []
@@ -106,4 +118,6 @@ async def reply_once(
             await running
     if errors:
         raise LLMFailed(f"the agent's LLM failed: {redact(errors[0])}")
-    return "".join(collector.replies), collector.tool_calls
+    return ChatReply(
+        "".join(collector.replies), collector.tool_calls, collector.knowledge_chunk_ids
+    )

@@ -15,6 +15,7 @@ from api import pagination
 from api.deps import Caller, Db, state
 from api.errors import ApiError, not_found
 from parley.config import AgentConfig
+from pipelines.knowledge.retrieve import PgRetriever
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
@@ -44,6 +45,7 @@ class ChatIn(BaseModel):
 class ChatOut(BaseModel):
     reply: str
     tool_calls: list[dict[str, Any]]
+    knowledge_chunk_ids: list[str] = Field(description="Knowledge chunks the answer drew on.")
 
 
 def _out(row: Any) -> AgentOut:
@@ -138,10 +140,18 @@ async def chat(agent_id: UUID, body: ChatIn, who: Caller, db: Db, request: Reque
     """Run the agent's LLM, prompt and tools on one text message (no audio)."""
     agent = (await load_agent_row(db, who.org_id, agent_id)).config
     history = [m.model_dump() for m in body.history]
+    retriever = None
+    if agent.knowledge is not None:
+        embedder = request.app.state.knowledge.embedder
+        retriever = PgRetriever(state(request).pool, who.org_id, agent.knowledge.base_ids, embedder)
     try:
-        reply, calls = await reply_once(agent, state(request).core, body.message, history)
+        out = await reply_once(
+            agent, state(request).core, body.message, history, retriever=retriever
+        )
     except TimeoutError as err:
         raise ApiError(504, "llm_timeout", "the agent's LLM did not answer within 60 s") from err
     except LLMFailed as err:
         raise ApiError(502, "llm_failed", str(err)) from err
-    return ChatOut(reply=reply, tool_calls=calls)
+    return ChatOut(
+        reply=out.text, tool_calls=out.tool_calls, knowledge_chunk_ids=out.knowledge_chunk_ids
+    )

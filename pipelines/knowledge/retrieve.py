@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final, Protocol
 from uuid import UUID
 
@@ -47,7 +47,6 @@ from pipelines.knowledge.store import (
     search_chunks,
 )
 from pipelines.tools import guarded
-from pipelines.transcript import TranscriptRecorder
 
 PER_TURN_TIMEOUT_S = 0.3
 TOOL_TIMEOUT_S = 2.0
@@ -308,6 +307,12 @@ def with_lookup_tool(tools: ToolsSchema | None) -> ToolsSchema:
     )
 
 
+class KnowledgeSink(Protocol):
+    """Where the chunk ids used for an answer go (a call's transcript, a chat reply)."""
+
+    def knowledge_used(self, chunk_ids: Iterable[object], *, append: bool = False) -> None: ...
+
+
 def install_knowledge(
     agent: AgentConfig,
     retriever: Retriever | None,
@@ -316,7 +321,7 @@ def install_knowledge(
     user: FrameProcessor,
     llm: LLMService[Any],
     context: LLMContext,
-    recorder: TranscriptRecorder,
+    recorder: KnowledgeSink,
     timeout_s: float = PER_TURN_TIMEOUT_S,
 ) -> KnowledgeRetrieval | None:
     """Wire ``agent.knowledge`` into a session being built (a no-op without it)."""

@@ -26,12 +26,20 @@ _PASS = ("temperature", "top_p", "max_tokens", "seed", "stop", "frequency_penalt
 PREFIX_CACHE_BYTES = 256 << 20
 
 
+def llama_threads() -> int:
+    # One core fewer than STT/TTS get: generation overlaps Piper's synthesis of the first piece,
+    # and two busy thread pools on 2 cores slow both (see docs/benchmarks.md).
+    return max(1, cpu_threads() - 1)
+
+
 def llama_model(path: str) -> Any:
     from llama_cpp import Llama
     from llama_cpp.llama_cache import LlamaRAMCache
 
     def load() -> Any:
-        model = Llama(model_path=path, n_ctx=CONTEXT_TOKENS, n_threads=cpu_threads(), verbose=False)
+        model = Llama(
+            model_path=path, n_ctx=CONTEXT_TOKENS, n_threads=llama_threads(), verbose=False
+        )
         # Keeps the evaluated state of recent prompts: a call whose prompt starts with a known
         # prefix (the agent's system prompt + greeting, warmed at prewarm) only evaluates the
         # new tokens. Prefill runs at ~150 tok/s on 2 cores, so this saves ~1 s on turn one.

@@ -24,9 +24,22 @@ _phrases: OrderedDict[tuple[str, str], list[bytes]] = OrderedDict()
 
 
 def piper_voice(path: str) -> Any:
+    import onnxruntime
     from piper import PiperVoice
 
-    return cached(("piper", path), lambda: PiperVoice.load(path))
+    def load() -> Any:
+        voice = PiperVoice.load(path)
+        # Piper synthesizes while llama.cpp is still writing the reply: idle ONNX threads that
+        # spin-wait steal the core the LLM needs (first audio 520 → 310 ms on 2 cores, measured
+        # in docs/benchmarks.md).
+        opts = onnxruntime.SessionOptions()
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        voice.session = onnxruntime.InferenceSession(
+            path, sess_options=opts, providers=["CPUExecutionProvider"]
+        )
+        return voice
+
+    return cached(("piper", path), load)
 
 
 def synthesize(voice_path: str, text: str) -> list[bytes]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 from uuid import UUID
 
 from api.errors import ApiError
@@ -13,6 +15,14 @@ from api.errors import ApiError
 def encode(created_at: datetime, id_: UUID) -> str:
     raw = json.dumps([created_at.isoformat(), str(id_)]).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def next_cursor(rows: Sequence[Any], limit: int) -> str | None:
+    """``next_cursor`` for a page fetched with ``limit + 1`` rows, newest first."""
+    if len(rows) <= limit:
+        return None
+    last = rows[limit - 1]
+    return encode(last["created_at"], last["id"])
 
 
 def decode(cursor: str) -> tuple[datetime, UUID]:

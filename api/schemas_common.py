@@ -11,7 +11,6 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BeforeValidator
 
-from api import pagination
 from api.errors import ApiError, ErrorBody
 
 _DESCRIPTIONS = {
@@ -56,14 +55,6 @@ def utc(value: datetime | None, field: str) -> datetime | None:
             "the request is invalid",
             [{"field": field, "message": "timestamp out of range", "type": "value_error"}],
         ) from err
-
-
-def page_cursor(rows: list[Any], limit: int) -> str | None:
-    """``next_cursor`` for a page fetched with ``limit + 1`` rows, newest first."""
-    if len(rows) <= limit:
-        return None
-    last = rows[limit - 1]
-    return pagination.encode(last["created_at"], last["id"])
 
 
 def _has_nul(value: Any) -> bool:

@@ -89,12 +89,7 @@ async def list_agents(
         *args,
     )
     items = [_out(r) for r in rows[:limit]]
-    nxt = (
-        pagination.encode(rows[limit - 1]["created_at"], rows[limit - 1]["id"])
-        if len(rows) > limit
-        else None
-    )
-    return AgentPage(items=items, next_cursor=nxt)
+    return AgentPage(items=items, next_cursor=pagination.next_cursor(rows, limit))
 
 
 async def load_agent_row(db: Db, org_id: UUID, agent_id: UUID) -> AgentOut:

@@ -18,7 +18,6 @@ from api.schemas_common import (
     COMMON_ERRORS,
     IsoDatetime,
     error_responses,
-    page_cursor,
     utc,
 )
 
@@ -136,7 +135,9 @@ async def list_calls(
         "order by created_at desc, id desc limit $2",
         *args,
     )
-    return CallPage(items=[_out(r) for r in rows[:limit]], next_cursor=page_cursor(rows, limit))
+    return CallPage(
+        items=[_out(r) for r in rows[:limit]], next_cursor=pagination.next_cursor(rows, limit)
+    )
 
 
 @router.get("/{call_id}", response_model=CallOut, responses=error_responses(404))

@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, Up
 from api import pagination
 from api.deps import Caller, Db
 from api.errors import ApiError, not_found
-from api.schemas_common import COMMON_ERRORS, error_responses, page_cursor
+from api.schemas_common import COMMON_ERRORS, error_responses
 from api.schemas_contacts import (
     ContactIn,
     ContactOut,
@@ -142,7 +142,9 @@ async def list_contacts(
         "order by created_at desc, id desc limit $2",
         *args,
     )
-    return ContactPage(items=[_out(r) for r in rows[:limit]], next_cursor=page_cursor(rows, limit))
+    return ContactPage(
+        items=[_out(r) for r in rows[:limit]], next_cursor=pagination.next_cursor(rows, limit)
+    )
 
 
 @router.get("/{contact_id:uuid}", response_model=ContactOut, responses=error_responses(404))

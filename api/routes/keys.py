@@ -16,7 +16,7 @@ from api import pagination
 from api.deps import Caller, Db
 from api.errors import ApiError, not_found
 from api.keys import new_key
-from api.schemas_common import COMMON_ERRORS, Text, error_responses, page_cursor
+from api.schemas_common import COMMON_ERRORS, Text, error_responses
 
 router = APIRouter(prefix="/v1/api-keys", tags=["api keys"], responses=COMMON_ERRORS)
 
@@ -101,7 +101,7 @@ async def list_keys(
         *args,
     )
     items = [ApiKeyOut(**dict(r)) for r in rows[:limit]]
-    return ApiKeyPage(items=items, next_cursor=page_cursor(rows, limit))
+    return ApiKeyPage(items=items, next_cursor=pagination.next_cursor(rows, limit))
 
 
 @router.delete(

@@ -121,14 +121,8 @@ async def list_bases(
         *args,
     )
     return KnowledgeBasePage(
-        items=[kb_out(r) for r in rows[:limit]], next_cursor=_next(rows, limit)
+        items=[kb_out(r) for r in rows[:limit]], next_cursor=pagination.next_cursor(rows, limit)
     )
-
-
-def _next(rows: list[Any], limit: int) -> str | None:
-    if len(rows) <= limit:
-        return None
-    return pagination.encode(rows[limit - 1]["created_at"], rows[limit - 1]["id"])
 
 
 async def _base(db: Db, org_id: UUID, base_id: UUID) -> Any:
@@ -331,7 +325,9 @@ async def list_documents(
         "order by created_at desc, id desc limit $3",
         *args,
     )
-    return DocumentPage(items=[doc_out(r) for r in rows[:limit]], next_cursor=_next(rows, limit))
+    return DocumentPage(
+        items=[doc_out(r) for r in rows[:limit]], next_cursor=pagination.next_cursor(rows, limit)
+    )
 
 
 @router.get("/{base_id}/documents/{document_id}", response_model=DocumentOut)

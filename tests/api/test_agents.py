@@ -98,7 +98,8 @@ async def test_chat_runs_the_agents_llm(api: httpx.AsyncClient, world: dict[str,
             f"/v1/agents/{agent['id']}/chat", json={"message": "Your hours?"}, headers=h
         )
         assert r.status_code == 200, r.text
-        assert r.json() == {"reply": "We open at nine.", "tool_calls": [], "knowledge_chunk_ids": []}
+        want = {"reply": "We open at nine.", "tool_calls": [], "knowledge_chunk_ids": []}
+        assert r.json() == want
         assert cloud.requests[0]["messages"][0]["content"].startswith("You are the receptionist")
 
 

@@ -120,3 +120,22 @@ async def test_fully_local_stack_answers_intelligibly(
     heard = " ".join(transcribe(f) for f in result.audio_files)
     overlap = _words(heard) & _words(replies[0].text)
     assert len(overlap) >= max(2, len(_words(replies[0].text)) // 3), (heard, replies[0].text)
+
+
+async def test_speculative_transcription_is_used(
+    tmp_path: Path, speak: Callable[[str], Path]
+) -> None:
+    from pipelines.registry import Services, build_services
+    from pipelines.services.local.stt import SpeculativeWhisperSTTService
+
+    with FakeCloud(Script(default=ANSWER)) as cloud:
+        agent = make_agent(
+            llm={"provider": "openai", "base_url": cloud.openai_base_url, "model": "m"}
+        )
+        settings = Settings(data_dir=tmp_path, openai_api_key="test-key")  # type: ignore[call-arg]
+        services: Services = build_services(agent, settings)
+        result = await talk(agent, [speak(QUESTION)], tmp_path, settings, services=services)
+    assert isinstance(services.stt, SpeculativeWhisperSTTService)
+    assert services.stt.speculative_hits == 1  # the words came from the early transcription
+    user = next(t for t in result.turns if t.role == "user")
+    assert {"saturday", "open"} <= _words(user.text)

@@ -8,9 +8,9 @@ from pipelines.services.base import ProviderEntry, Service
 
 
 def _stt(agent: AgentConfig, settings: Settings) -> Service:
-    from pipelines.services.local.stt import LocalWhisperSTTService
+    from pipelines.services.local.stt import SpeculativeWhisperSTTService
 
-    return LocalWhisperSTTService(model_path=agent.stt.model, language=agent.language)
+    return SpeculativeWhisperSTTService(model_path=agent.stt.model, language=agent.language)
 
 
 def _llm(agent: AgentConfig, settings: Settings) -> Service:

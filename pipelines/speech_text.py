@@ -18,7 +18,7 @@ CLAUSE_BREAKS = ",;:"
 
 
 class FirstClauseAggregator(SimpleTextAggregator):
-    def __init__(self, *, min_words: int = 2, max_words: int = 8) -> None:
+    def __init__(self, *, min_words: int = 2, max_words: int = 5) -> None:
         super().__init__()
         self._min_words = min_words
         self._max_words = max_words

@@ -17,6 +17,16 @@ def encode(created_at: datetime, id_: UUID) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def after(cursor: str | None, args: list[Any], alias: str = "") -> str | None:
+    """The SQL condition for rows after ``cursor`` (its two values appended to ``args``)."""
+    if not cursor:
+        return None
+    ts, last = decode(cursor)
+    args += [ts, last]
+    col = f"{alias}." if alias else ""
+    return f"({col}created_at, {col}id) < (${len(args) - 1}, ${len(args)})"
+
+
 def next_cursor(rows: Sequence[Any], limit: int) -> str | None:
     """``next_cursor`` for a page fetched with ``limit + 1`` rows, newest first."""
     if len(rows) <= limit:

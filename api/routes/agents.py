@@ -79,10 +79,8 @@ async def list_agents(
 ) -> AgentPage:
     args: list[Any] = [who.org_id, limit + 1]
     where = "org_id = $1"
-    if cursor:
-        ts, last = pagination.decode(cursor)
-        where += " and (created_at, id) < ($3, $4)"
-        args += [ts, last]
+    if cond := pagination.after(cursor, args):
+        where += f" and {cond}"
     rows = await db.fetch(
         f"select {_COLS} from public.agents where {where} "
         "order by created_at desc, id desc limit $2",

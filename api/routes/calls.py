@@ -126,10 +126,8 @@ async def list_calls(
         add("created_at >= ?", utc(created_after, "query.created_after"))
     if created_before:
         add("created_at < ?", utc(created_before, "query.created_before"))
-    if cursor:
-        ts, last = pagination.decode(cursor)
-        args.append(ts)
-        add(f"(created_at, id) < (${len(args)}, ?)", last)
+    if cond := pagination.after(cursor, args):
+        where.append(cond)
     rows = await db.fetch(
         f"select {_COLS} from public.calls where {' and '.join(where)} "
         "order by created_at desc, id desc limit $2",

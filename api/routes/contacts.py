@@ -133,10 +133,8 @@ async def list_contacts(
     if consent is not None:
         args.append(consent)
         where.append(f"consent = ${len(args)}")
-    if cursor:
-        ts, last = pagination.decode(cursor)
-        args += [ts, last]
-        where.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
+    if page_after := pagination.after(cursor, args):
+        where.append(page_after)
     rows = await db.fetch(
         f"select {_COLS} from public.contacts where {' and '.join(where)} "
         "order by created_at desc, id desc limit $2",

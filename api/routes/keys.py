@@ -91,10 +91,8 @@ async def list_keys(
     """Newest first. Never includes the secret or its hash."""
     args: list[Any] = [who.org_id, limit + 1]
     where = "org_id = $1" + ("" if include_revoked else " and revoked_at is null")
-    if cursor:
-        ts, last = pagination.decode(cursor)
-        args += [ts, last]
-        where += " and (created_at, id) < ($3, $4)"
+    if cond := pagination.after(cursor, args):
+        where += f" and {cond}"
     rows = await db.fetch(
         f"select {_COLS} from public.api_keys where {where} "
         "order by created_at desc, id desc limit $2",

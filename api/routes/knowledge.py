@@ -111,10 +111,8 @@ async def list_bases(
 ) -> KnowledgeBasePage:
     args: list[Any] = [who.org_id, limit + 1]
     where = "kb.org_id = $1"
-    if cursor:
-        ts, last = pagination.decode(cursor)
-        where += " and (kb.created_at, kb.id) < ($3, $4)"
-        args += [ts, last]
+    if cond := pagination.after(cursor, args, alias="kb"):
+        where += f" and {cond}"
     rows = await db.fetch(
         f"select {KB_COLUMNS} from public.knowledge_bases kb where {where} "
         "order by kb.created_at desc, kb.id desc limit $2",
@@ -316,10 +314,8 @@ async def list_documents(
     await _base(db, who.org_id, base_id)
     args: list[Any] = [who.org_id, base_id, limit + 1, status]
     where = "org_id = $1 and knowledge_base_id = $2 and ($4::text is null or status = $4)"
-    if cursor:
-        ts, last = pagination.decode(cursor)
-        where += " and (created_at, id) < ($5, $6)"
-        args += [ts, last]
+    if cond := pagination.after(cursor, args):
+        where += f" and {cond}"
     rows = await db.fetch(
         f"select {DOC_COLUMNS} from public.documents where {where} "
         "order by created_at desc, id desc limit $3",

@@ -53,6 +53,22 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.write_line(f"embedded Postgres (session): {parts}")
 
 
+# Every tenant table, parents first.
+TABLES = [
+    "organizations",
+    "memberships",
+    "api_keys",
+    "agents",
+    "knowledge_bases",
+    "documents",
+    "chunks",
+    "contacts",
+    "calls",
+    "call_turns",
+    "call_analysis",
+]
+
+
 def vector(seed: int) -> list[float]:
     return np.random.default_rng(seed).standard_normal(384).astype(np.float32).tolist()
 
@@ -140,16 +156,7 @@ async def build_world(conn: asyncpg.Connection) -> dict[str, Org]:
             conn, "memberships", {"org_id": org_id, "user_id": org.member, "role": "member"}
         )
         org.rows["spare_user"] = await add_user(conn, f"spare-{key.lower()}@example.com")
-        for table in (
-            "api_keys",
-            "agents",
-            "knowledge_bases",
-            "documents",
-            "chunks",
-            "contacts",
-            "calls",
-            "call_turns",
-        ):
+        for table in TABLES[2:-1]:  # after organizations/memberships; analysis needs a spare call
             org.rows[table] = await insert(conn, table, new_row(table, org))
         org.rows["spare_call"] = await insert(conn, "calls", new_row("calls", org))
         analysed = await insert(conn, "calls", new_row("calls", org))

@@ -23,21 +23,9 @@ from parley.db.migrate import (
 from parley.db.pool import connect
 from parley.db.settings import DEFAULT_SUPABASE_DIR
 from parley.db.sqltext import split_statements
-from tests.db.conftest import insert
+from tests.db.conftest import TABLES, insert
 
-EXPECTED_TABLES = {
-    "organizations",
-    "memberships",
-    "api_keys",
-    "agents",
-    "knowledge_bases",
-    "documents",
-    "chunks",
-    "contacts",
-    "calls",
-    "call_turns",
-    "call_analysis",
-}
+EXPECTED_TABLES = set(TABLES)
 
 
 async def _tables(url: str) -> set[str]:

@@ -10,21 +10,8 @@ import pytest
 
 from parley.db.errors import DatabaseError
 from parley.db.pool import as_anon, as_user
-from tests.db.conftest import AGENT_CONFIG, Org, insert, new_row
+from tests.db.conftest import AGENT_CONFIG, TABLES, Org, insert, new_row
 
-TABLES = [
-    "organizations",
-    "memberships",
-    "api_keys",
-    "agents",
-    "knowledge_bases",
-    "documents",
-    "chunks",
-    "contacts",
-    "calls",
-    "call_turns",
-    "call_analysis",
-]
 # A column each table lets its owners change, and the new value.
 UPDATES: dict[str, tuple[str, object]] = {
     "organizations": ("name", "Renamed"),

@@ -25,6 +25,23 @@ class Settings(BaseSettings):
     openai_api_key: str | None = Field(None, validation_alias=AliasChoices("OPENAI_API_KEY"))
     openai_base_url: str | None = Field(None, validation_alias=AliasChoices("OPENAI_BASE_URL"))
 
+    # LiveKit (rooms, SIP). Unset URL = embedded mode: the browser talks peer-to-peer to the API.
+    livekit_url: str | None = Field(None, validation_alias=AliasChoices("LIVEKIT_URL"))
+    # What browsers are told to connect to, when it differs from the URL servers use (compose).
+    livekit_public_url: str | None = Field(
+        None, validation_alias=AliasChoices("LIVEKIT_PUBLIC_URL")
+    )
+    livekit_api_key: str | None = Field(None, validation_alias=AliasChoices("LIVEKIT_API_KEY"))
+    livekit_api_secret: str | None = Field(
+        None, validation_alias=AliasChoices("LIVEKIT_API_SECRET")
+    )
+    # Workers register under this name; the API dispatches jobs to it explicitly.
+    livekit_agent_name: str = "parley-agent"
+
+    @property
+    def livekit_enabled(self) -> bool:
+        return bool(self.livekit_url and self.livekit_api_key and self.livekit_api_secret)
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -92,6 +93,31 @@ def demo(
     for t in result.turns:
         typer.echo(f"{t.role:>9}: {t.text}")
     typer.echo(f"voice-to-voice ms: {result.voice_to_voice_ms()}  (files in {out})")
+
+
+@app.command()
+def worker(
+    max_jobs: Annotated[
+        int, typer.Option(help="Calls at once; above it LiveKit sends jobs elsewhere.", min=1)
+    ] = 8,
+    idle_processes: Annotated[
+        int, typer.Option(help="Prewarmed job processes kept ready.", min=0)
+    ] = 2,
+    threads: Annotated[bool, typer.Option(help="Run calls as threads of one process.")] = False,
+) -> None:
+    """Run the LiveKit agent worker (LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET)."""
+    s = get_settings()
+    log.configure(s.log_level, s.log_json)
+    try:
+        from agents.livekit.worker import serve as serve_worker
+        from parley.db import database_url
+
+        if not os.environ.get("DATABASE_URL"):
+            # Job processes must share one database: resolve the embedded one here, once.
+            os.environ["DATABASE_URL"] = asyncio.run(database_url(s))
+        serve_worker(s, max_jobs=max_jobs, idle_processes=idle_processes, threads=threads)
+    except ParleyError as err:
+        _fail(err)
 
 
 app.add_typer(db_app, name="db", help="Database: apply migrations, reset.")

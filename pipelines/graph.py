@@ -11,6 +11,7 @@ run the returned :class:`VoiceSession`; this module never imports them.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,7 @@ from pipelines.registry import Services
 from pipelines.speech_text import FirstClauseAggregator
 from pipelines.tools import register_tools, tools_schema
 from pipelines.transcript import LatencyObserver, TranscriptRecorder, TurnSink
+from pipelines.ui import UiEvents
 
 AUDIO_IN_RATE = 16000
 
@@ -91,19 +93,32 @@ class VoiceSession:
     providers: dict[str, str]
     http: httpx.AsyncClient
     end_reason: str = "completed"
+    _greeted: bool = False
     _timers: list[asyncio.Task[None]] = field(default_factory=list)
+
+    def add_timer(self, coro: Coroutine[Any, Any, None]) -> None:
+        """A watchdog that lives as long as the call (cancelled when it ends)."""
+        self._timers.append(asyncio.ensure_future(coro))
 
     async def end(self, reason: str) -> None:
         """End gracefully: what is queued (e.g. a goodbye) is played first."""
         await self.worker.queue_frame(EndFrame(reason=reason))
 
-    async def run(self) -> None:
-        """Run until the call ends (script done, end_call, idle timeout or max duration)."""
+    async def greet(self) -> None:
+        """Speak the greeting (once), from the phrase cache when prewarmed."""
+        if self.agent.greeting and not self._greeted:
+            self._greeted = True
+            await self.worker.queue_frame(TTSSpeakFrame(self.agent.greeting))
+
+    async def run(self, *, greet: bool = True) -> None:
+        """Run until the call ends (script done, end_call, idle timeout or max duration).
+
+        ``greet=False``: the runtime calls :meth:`greet` when the caller is there (a room the
+        agent joins first)."""
         self.recorder.start()
         self._timers.append(asyncio.create_task(self._max_duration()))
-        if self.agent.greeting:
-            # Spoken right after StartFrame, from the phrase cache when prewarmed.
-            await self.worker.queue_frame(TTSSpeakFrame(self.agent.greeting))
+        if greet:
+            await self.greet()  # spoken right after StartFrame
         try:
             runner = WorkerRunner(handle_sigint=False)
             await runner.add_workers(self.worker)
@@ -129,6 +144,7 @@ def build_session(
     audio_out_rate: int = 24000,
     observers: list[Any] | None = None,
     retriever: Retriever | None = None,
+    rtvi: bool = False,
 ) -> VoiceSession:
     """``retriever`` serves ``agent.knowledge`` (runtimes build it: pipelines has no database)."""
     # The system prompt is the LLM service's system_instruction (set by the provider factory).
@@ -153,7 +169,9 @@ def build_session(
         assistant=aggregators.assistant(),
     )
     latency = LatencyObserver()
-    recorder = TranscriptRecorder(latency, sink)
+    # rtvi: a browser client gets Pipecat's RTVI events plus each turn's latency.
+    ui = UiEvents() if rtvi else None
+    recorder = TranscriptRecorder(latency, ui.sink(sink) if ui else sink)
     processors = catalog.graph(agent.pipeline)(parts)
     install_knowledge(
         agent,
@@ -175,8 +193,10 @@ def build_session(
         observers=[latency, *(observers or [])],
         idle_timeout_secs=agent.idle_timeout_secs,
         cancel_on_idle_timeout=False,
-        enable_rtvi=False,
+        enable_rtvi=rtvi,
     )
+    if ui is not None:
+        ui.attach(worker)
     session = VoiceSession(
         agent, pipeline, worker, context, recorder, latency, services.providers, http
     )

@@ -1,0 +1,191 @@
+"""The LiveKit worker: a livekit-agents ``AgentServer`` that runs Parley calls in rooms.
+
+Jobs are dispatched explicitly by agent name (``settings.livekit_agent_name``) with metadata
+``{"call_id", "org_id"}``. Each job runs in its own process (livekit-agents' process pool, whose
+idle processes are prewarmed with the models), loads its call and agent from the database, and
+runs the Pipecat pipeline through Pipecat's ``LiveKitTransport`` with a token of its own. The
+job never calls ``ctx.connect()``: two connections with one identity would kick each other.
+The worker reports ``active jobs / max_jobs`` as its load so LiveKit stops dispatching to it
+when it is full.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+from livekit import api
+from livekit.agents import AgentServer, JobContext, JobExecutorType, JobProcess
+from loguru import logger
+
+from agents.calls import CallNotFound, CallStore
+from agents.runner import run_call
+from parley import log
+from parley.config import AgentConfig
+from parley.db import create_pool
+from parley.errors import ConfigError
+from parley.settings import Settings, get_settings
+from pipelines.graph import AUDIO_IN_RATE
+
+AUDIO_OUT_RATE = 24000
+TOKEN_TTL = timedelta(hours=6)  # longer than any call (max_duration_secs ≤ 4 h)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequestData:
+    call_id: UUID
+    org_id: UUID
+
+    @classmethod
+    def parse(cls, metadata: str) -> JobRequestData:
+        try:
+            doc = json.loads(metadata or "{}")
+            return cls(call_id=UUID(str(doc["call_id"])), org_id=UUID(str(doc["org_id"])))
+        except (ValueError, KeyError, TypeError) as err:
+            raise ConfigError(
+                'job metadata must be JSON {"call_id": "<uuid>", "org_id": "<uuid>"}'
+            ) from err
+
+
+def agent_token(settings: Settings, room: str, identity: str) -> str:
+    """The pipeline's own room token (an agent participant, room-scoped)."""
+    assert settings.livekit_api_key and settings.livekit_api_secret
+    return (
+        api.AccessToken(settings.livekit_api_key, settings.livekit_api_secret)
+        .with_identity(identity)
+        .with_name("Parley agent")
+        .with_kind("agent")
+        .with_ttl(TOKEN_TTL)
+        .with_grants(
+            api.VideoGrants(
+                room_join=True,
+                room=room,
+                agent=True,
+                can_publish=True,
+                can_subscribe=True,
+                can_publish_data=True,
+            )
+        )
+        .to_jwt()
+    )
+
+
+def prewarm_process(proc: JobProcess) -> None:
+    """Runs in each idle job process before it gets a job: load every model a call needs, so
+    the first words are not delayed by loading (Whisper, llama.cpp, Piper, Silero, Smart Turn)."""
+    settings = get_settings()
+    log.configure(settings.log_level, settings.log_json)
+    started = time.perf_counter()
+    from pipecat.audio.vad.silero import SileroVADAnalyzer
+
+    from pipelines.registry import prewarm
+
+    agent = AgentConfig(name="prewarm", system_prompt="prewarm")
+    providers = prewarm(agent, settings)
+    SileroVADAnalyzer()  # loads the ONNX session once; later instances reuse the file cache
+    proc.userdata["providers"] = providers
+    logger.info(f"job process ready in {time.perf_counter() - started:.1f} s ({providers})")
+
+
+async def run_job(ctx: JobContext) -> None:
+    """One call: load it, join the room as the pipeline, serve until it ends."""
+    settings = get_settings()
+    room = ctx.job.room.name
+    try:
+        req = JobRequestData.parse(ctx.job.metadata)
+    except ConfigError as err:
+        logger.error(f"job {ctx.job.id} in room {room} rejected: {err}")
+        ctx.shutdown("bad_metadata")
+        return
+    from parley.db import database_url
+
+    pool = await create_pool(await database_url(settings), min_size=1, max_size=3)
+    reason = "error"
+    try:
+        store = CallStore(pool)
+        try:
+            call = await store.load(req.call_id, req.org_id)
+        except CallNotFound as err:
+            logger.error(f"job {ctx.job.id}: {err}")
+            return
+        from pipecat.transports.livekit.transport import LiveKitParams, LiveKitTransport
+
+        assert settings.livekit_url
+        transport = LiveKitTransport(
+            url=settings.livekit_url,
+            token=agent_token(settings, room, f"parley-{ctx.job.id}"),
+            room_name=room,
+            params=LiveKitParams(
+                audio_in_enabled=True,
+                audio_out_enabled=True,
+                audio_in_sample_rate=AUDIO_IN_RATE,
+                audio_out_sample_rate=AUDIO_OUT_RATE,
+                audio_in_user_tracks=False,
+            ),
+        )
+        reason = await run_call(
+            store,
+            call,
+            transport,
+            settings,
+            audio_out_rate=AUDIO_OUT_RATE,
+            rtvi=call.direction == "web",
+        )
+    finally:
+        await pool.close()
+        ctx.shutdown(reason)
+
+
+class JobLoad:
+    """Load = running jobs / cap: the server marks the worker full at the cap."""
+
+    def __init__(self, max_jobs: int) -> None:
+        self.max_jobs = max_jobs
+
+    def __call__(self, server: AgentServer) -> float:
+        return min(1.0, len(server.active_jobs) / self.max_jobs)
+
+
+def build_server(
+    settings: Settings,
+    *,
+    max_jobs: int = 8,
+    idle_processes: int = 2,
+    threads: bool = False,
+) -> AgentServer:
+    """``threads``: jobs share one process (less memory, one GIL) instead of one each."""
+    if not settings.livekit_enabled:
+        raise ConfigError(
+            "the worker needs LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET "
+            "(fix: export them; `docker compose up` sets them for you)"
+        )
+    server = AgentServer(
+        ws_url=settings.livekit_url,
+        api_key=settings.livekit_api_key,
+        api_secret=settings.livekit_api_secret,
+        job_executor_type=JobExecutorType.THREAD if threads else JobExecutorType.PROCESS,
+        setup_fnc=prewarm_process,
+        load_fnc=JobLoad(max_jobs),
+        load_threshold=1.0,
+        num_idle_processes=idle_processes,
+        # Model loading on a 2-core machine can take longer than the default 10 s.
+        initialize_process_timeout=120.0,
+        port=0,  # the health endpoint on a free port: several workers can share a host
+    )
+    server.rtc_session(run_job, agent_name=settings.livekit_agent_name)
+    return server
+
+
+def serve(settings: Settings, **options: Any) -> None:
+    """Run until SIGINT/SIGTERM; running calls are drained first (livekit-agents' CLI loop)."""
+    from livekit.agents.cli import cli, proto
+
+    server = build_server(settings, **options)
+    cli._run_worker(
+        server,
+        proto.CliArgs(log_level=settings.log_level, log_format="json", dev=False),
+    )

@@ -1,0 +1,130 @@
+"""Run one call on a transport: the lifecycle every room runtime shares.
+
+``run_call`` builds the agent's Pipecat session on a transport (LiveKit room, browser
+peer-to-peer, SIP), follows the caller's connection in the call row, writes each turn as it
+ends, and records how the call ended. Runtimes only make the transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from loguru import logger
+from pipecat.transports.base_transport import BaseTransport
+
+from agents.calls import CallContext, CallStore
+from parley.settings import Settings
+from pipelines.graph import VoiceSession, build_session
+from pipelines.knowledge.retrieve import PgRetriever, Retriever
+from pipelines.registry import Services, build_services
+
+# The caller must connect within this long after the runtime is ready, or the call fails.
+CONNECT_TIMEOUT_SECS = 60.0
+
+
+def knowledge_retriever(store: CallStore, call: CallContext) -> Retriever | None:
+    """The agent's knowledge bases, scoped to the call's organization."""
+    if call.agent.knowledge is None or not call.agent.knowledge.base_ids:
+        return None
+    return PgRetriever(store.pool, call.org_id, call.agent.knowledge.base_ids, shared_embedder())
+
+
+_embedder: Any = None
+
+
+def shared_embedder() -> Any:
+    """One MiniLM per process (its ONNX session is thread-safe and ~90 MB)."""
+    global _embedder
+    if _embedder is None:
+        from pipelines.knowledge.embed import LocalMiniLMEmbedder
+
+        _embedder = LocalMiniLMEmbedder(threads=1)
+    return _embedder
+
+
+async def run_call(
+    store: CallStore,
+    call: CallContext,
+    transport: BaseTransport,
+    settings: Settings,
+    *,
+    services: Services | None = None,
+    audio_out_rate: int = 24000,
+    rtvi: bool = False,
+    connect_timeout_secs: float = CONNECT_TIMEOUT_SECS,
+    on_session: Any = None,
+) -> str:
+    """Serve the call until it ends; return the end reason (also written to the call row)."""
+    with logger.contextualize(call_id=str(call.call_id)):
+        session: VoiceSession | None = None
+        reason = "error"
+        try:
+            services = services or build_services(call.agent, settings)
+            extra: dict[str, Any] = {"rtvi": True} if rtvi else {}
+            session = build_session(
+                call.agent,
+                transport,
+                services,
+                sink=store.turn_sink(call),
+                audio_out_rate=audio_out_rate,
+                retriever=knowledge_retriever(store, call),
+                **extra,
+            )
+            _follow_caller(store, call, transport, session, connect_timeout_secs)
+            if on_session is not None:
+                on_session(session)
+            logger.info(f"call started: agent {call.agent.name!r}, providers {session.providers}")
+            await session.run(greet=False)
+            reason = session.end_reason
+        except asyncio.CancelledError:
+            reason = "cancelled"
+            raise
+        except Exception:
+            logger.exception("call failed")
+            reason = "error"
+        finally:
+            status = await asyncio.shield(_finish(store, call, reason))
+            logger.info(f"call ended: {reason} ({status or 'already ended'})")
+        return reason
+
+
+async def _finish(store: CallStore, call: CallContext, reason: str) -> str | None:
+    try:
+        return await store.finish(call, reason)
+    except Exception as err:  # the DB is gone: the webhook's room_finished will close the row
+        logger.error(f"could not record the end of the call: {err}")
+        return None
+
+
+def _follow_caller(
+    store: CallStore,
+    call: CallContext,
+    transport: BaseTransport,
+    session: VoiceSession,
+    connect_timeout_secs: float,
+) -> None:
+    connected = asyncio.Event()
+
+    async def _connected(_t: Any, _client: Any) -> None:
+        first = not connected.is_set()
+        connected.set()
+        if first:
+            await session.greet()
+            await store.mark_in_progress(call)
+
+    async def _disconnected(_t: Any, _client: Any) -> None:
+        # Nobody is left to hear the rest: cancel rather than drain queued speech.
+        logger.info("caller left")
+        await session.worker.cancel(reason="user_left")
+
+    async def _watch_connect() -> None:
+        try:
+            await asyncio.wait_for(connected.wait(), connect_timeout_secs)
+        except TimeoutError:
+            logger.warning("caller never connected")
+            await session.worker.cancel(reason="connect_failed")
+
+    transport.add_event_handler("on_client_connected", _connected)
+    transport.add_event_handler("on_client_disconnected", _disconnected)
+    session.add_timer(_watch_connect())

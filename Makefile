@@ -2,7 +2,7 @@
 .PHONY: run test setup lint bench
 
 run: setup
-	.venv/bin/parley demo
+	.venv/bin/parley up
 
 test: setup
 	.venv/bin/python -m pytest

@@ -17,7 +17,7 @@ class NewKey:
     hash: str
 
 
-def _hash(token: str) -> str:
+def hash_token(token: str) -> str:
     # The secret part is 32 random bytes: a fast hash is enough (no password stretching needed).
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -25,7 +25,7 @@ def _hash(token: str) -> str:
 def new_key() -> NewKey:
     prefix = secrets.token_hex(PREFIX_LEN // 2)
     token = f"pk_{prefix}_{secrets.token_urlsafe(32)}"
-    return NewKey(token, prefix, _hash(token))
+    return NewKey(token, prefix, hash_token(token))
 
 
 def parse_prefix(token: str) -> str | None:
@@ -36,4 +36,4 @@ def parse_prefix(token: str) -> str | None:
 
 
 def matches(token: str, stored_hash: str) -> bool:
-    return hmac.compare_digest(_hash(token), stored_hash)
+    return hmac.compare_digest(hash_token(token), stored_hash)

@@ -12,6 +12,7 @@ from typing import Annotated
 import typer
 
 from api.cli import keys_app, serve
+from api.up import up
 from parley import log
 from parley.config import load_agent, preset_names
 from parley.db.cli import app as db_app
@@ -123,6 +124,7 @@ def worker(
 app.add_typer(db_app, name="db", help="Database: apply migrations, reset.")
 app.add_typer(keys_app, name="keys", help="API keys for the embedded set-up.")
 app.command()(serve)
+app.command()(up)
 
 agents_app = typer.Typer(no_args_is_help=True, help="Inspect and validate agent configs.")
 app.add_typer(agents_app, name="agents")

@@ -127,12 +127,12 @@ class FakeCloud:
 
     # -- lifecycle ---------------------------------------------------------------------------
 
-    def start(self, timeout_s: float = 10.0) -> FakeCloud:
+    def start(self, timeout_s: float = 10.0, *, port: int = 0) -> FakeCloud:
         if self._server is not None:
             return self
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
+        sock.bind(("127.0.0.1", port))
         self._port = int(sock.getsockname()[1])
         config = uvicorn.Config(
             self.app,

@@ -71,9 +71,9 @@ class Recorder:
         voiced = [at for at, pcm in self.frames if dbfs(pcm) > VOICED_DBFS]
         return voiced[-1] if voiced else None
 
-    async def wait_quiet(self, after: float, quiet_secs: float, timeout: float) -> bool:
+    async def wait_quiet(self, after: float, quiet_secs: float, limit_secs: float) -> bool:
         """Wait until the agent spoke after ``after`` and then was quiet for ``quiet_secs``."""
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + limit_secs
         while time.monotonic() < deadline:
             start = self.first_voiced_after(after)
             last = self.last_voiced()

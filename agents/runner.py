@@ -72,6 +72,10 @@ async def run_call(
                 **extra,
             )
             _follow_caller(store, call, transport, session, connect_timeout_secs)
+            prepare = getattr(services.tts, "prepare", None)
+            if call.agent.greeting and prepare is not None:
+                # Ready before the caller arrives: the greeting then starts at once.
+                session.add_timer(prepare(call.agent.greeting))
             if on_session is not None:
                 on_session(session)
             logger.info(f"call started: agent {call.agent.name!r}, providers {session.providers}")

@@ -11,7 +11,9 @@ when it is full.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import time
 from dataclasses import dataclass
 from datetime import timedelta
@@ -74,11 +76,20 @@ def agent_token(settings: Settings, room: str, identity: str) -> str:
     )
 
 
+class _NoConnectWarning(logging.Filter):
+    """livekit-agents warns when a job never calls ``ctx.connect()``; ours never does on
+    purpose (the Pipecat transport holds the room connection)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("The room connection was not established")
+
+
 def prewarm_process(proc: JobProcess) -> None:
     """Runs in each idle job process before it gets a job: load every model a call needs, so
     the first words are not delayed by loading (Whisper, llama.cpp, Piper, Silero, Smart Turn)."""
     settings = get_settings()
     log.configure(settings.log_level, settings.log_json)
+    logging.getLogger("livekit.agents").addFilter(_NoConnectWarning())
     started = time.perf_counter()
     from pipecat.audio.vad.silero import SileroVADAnalyzer
 
@@ -87,8 +98,26 @@ def prewarm_process(proc: JobProcess) -> None:
     agent = AgentConfig(name="prewarm", system_prompt="prewarm")
     providers = prewarm(agent, settings)
     SileroVADAnalyzer()  # loads the ONNX session once; later instances reuse the file cache
+    _import_cloud_services()
     proc.userdata["providers"] = providers
     logger.info(f"job process ready in {time.perf_counter() - started:.1f} s ({providers})")
+
+
+def _import_cloud_services() -> None:
+    """Any agent may pick a cloud provider: import them now, not on a call's event loop
+    (importing the OpenAI client alone blocks ~1 s on a busy machine)."""
+    import importlib
+
+    for name in (
+        "pipelines.services.openai.llm",
+        "pipelines.services.groq.llm",
+        "pipelines.services.groq.stt",
+        "pipelines.services.deepgram.stt",
+        "pipecat.transports.livekit.transport",
+    ):
+        # A missing extra only makes its provider unavailable.
+        with contextlib.suppress(ImportError):
+            importlib.import_module(name)
 
 
 async def run_job(ctx: JobContext) -> None:

@@ -74,6 +74,11 @@ class LocalPiperTTSService(TTSService):
     def can_generate_metrics(self) -> bool:
         return True
 
+    async def prepare(self, text: str) -> None:
+        """Synthesize ``text`` ahead (e.g. the greeting while the room waits for the caller),
+        so speaking it later replays the cache."""
+        await asyncio.to_thread(synthesize, self._voice_path, text)
+
     async def run_tts(self, text: str, context_id: str) -> AsyncGenerator[Frame, None]:
         key = (self._voice_path, text)
         try:

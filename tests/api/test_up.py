@@ -27,9 +27,12 @@ async def test_prepare_is_idempotent_and_keeps_the_key(db_url: str, tmp_path: Pa
     conn = await connect(db_url)
     try:
         assert await conn.fetchval("select count(*) from public.agents") == len(preset_names())
-        assert await conn.fetchval(
-            "select org_id from public.api_keys where key_hash = $1", hash_token(first.key)
-        ) == first.org_id
+        assert (
+            await conn.fetchval(
+                "select org_id from public.api_keys where key_hash = $1", hash_token(first.key)
+            )
+            == first.org_id
+        )
         # A revoked key is replaced, not reused.
         await conn.execute("update public.api_keys set revoked_at = now()")
     finally:

@@ -164,6 +164,7 @@ def test_caller_hears_the_answer_and_the_call_is_recorded(
         ],
         timeout=120,
     )
+    print("caller:", json.dumps(out))  # greeting_ms and voice_to_voice_ms, for the log
     call_id = out["session"]["call_id"]
     assert out["session"]["mode"] == "livekit" and out["agent_identity"].startswith("parley-")
     assert out["greeting_ms"] is not None and out["reply_heard"], out

@@ -105,6 +105,9 @@ def worker(
         int, typer.Option(help="Prewarmed job processes kept ready.", min=0)
     ] = 2,
     threads: Annotated[bool, typer.Option(help="Run calls as threads of one process.")] = False,
+    health_port: Annotated[
+        int, typer.Option(help="HTTP health check port (GET /); 0 = any free port.", min=0)
+    ] = 0,
 ) -> None:
     """Run the LiveKit agent worker (LIVEKIT_URL, LIVEKIT_API_KEY, LIVEKIT_API_SECRET)."""
     s = get_settings()
@@ -116,7 +119,13 @@ def worker(
         if not os.environ.get("DATABASE_URL"):
             # Job processes must share one database: resolve the embedded one here, once.
             os.environ["DATABASE_URL"] = asyncio.run(database_url(s))
-        serve_worker(s, max_jobs=max_jobs, idle_processes=idle_processes, threads=threads)
+        serve_worker(
+            s,
+            max_jobs=max_jobs,
+            idle_processes=idle_processes,
+            threads=threads,
+            health_port=health_port,
+        )
     except ParleyError as err:
         _fail(err)
 

@@ -185,6 +185,7 @@ def build_server(
     max_jobs: int = 8,
     idle_processes: int = 2,
     threads: bool = False,
+    health_port: int = 0,
 ) -> AgentServer:
     """``threads``: jobs share one process (less memory, one GIL) instead of one each."""
     if not settings.livekit_enabled:
@@ -203,7 +204,8 @@ def build_server(
         num_idle_processes=idle_processes,
         # Model loading on a 2-core machine can take longer than the default 10 s.
         initialize_process_timeout=120.0,
-        port=0,  # the health endpoint on a free port: several workers can share a host
+        # livekit-agents' health endpoint (GET /): 0 = a free port, so workers can share a host.
+        port=health_port,
     )
     server.rtc_session(run_job, agent_name=settings.livekit_agent_name)
     return server

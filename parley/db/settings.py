@@ -18,7 +18,7 @@ class DatabaseSettings(BaseSettings):
 
     url: str | None = Field(
         None,
-        validation_alias=AliasChoices("DATABASE_URL", "PARLEY_DB_URL", "url"),
+        validation_alias=AliasChoices("DATABASE_URL", "PARLEY_DB_URL"),
         description="postgresql://user:password@host:port/db; unset = the embedded Postgres.",
     )
     embedded_dir: Path | None = Field(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -90,8 +91,6 @@ async def _webhook_events(db_url: str, room: str) -> list[str]:
 
 
 def _wait_ended(db_url: str, call_id: str, timeout: float = 20.0) -> dict[str, Any]:
-    import time
-
     deadline = time.monotonic() + timeout
     while True:
         call, _ = asyncio.run(_rows(db_url, call_id))
@@ -186,3 +185,57 @@ def test_caller_hears_the_answer_and_the_call_is_recorded(
     events = asyncio.run(_webhook_events(db_url, call["room_name"]))
     assert {"room_started", "participant_joined"} <= set(events), events
     assert "Traceback" not in worker.log() and "Traceback" not in api.log()
+
+
+def test_a_full_worker_takes_no_more_jobs(
+    livekit_stack: LiveKitStack,
+    ns_process: Callable[..., NsProcess],
+    netns: Any,
+    db_url: str,
+    tmp_path: Path,
+) -> None:
+    """``--max-jobs 1``: while one call runs, the worker reports itself full and LiveKit does
+    not hand it a second job."""
+    _, agent_id, key = asyncio.run(_seed(db_url))
+    env = {
+        **livekit_stack.env(),
+        "DATABASE_URL": db_url,
+        "PARLEY_DATA_DIR": str(tmp_path / "data"),
+        "PARLEY_LIVEKIT_AGENT_NAME": "capped-agent",
+        "OPENAI_API_KEY": "test-key",
+    }
+    ns_process(
+        [".venv/bin/parley", "serve", "--host", "10.213.0.1", "--port", "8000"],
+        name="api",
+        env=env,
+        ready_url=f"{API}/healthz",
+        timeout=60,
+    )
+    worker = ns_process(
+        [".venv/bin/parley", "worker", "--max-jobs", "1", "--idle-processes", "1"],
+        name="worker",
+        env=env,
+        ready_log="registered worker",
+        timeout=120,
+    )
+
+    def session() -> str:
+        status, body = netns.http(
+            "POST",
+            f"{API}/v1/sessions/web",
+            json_body={"agent_id": agent_id},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert status == 201, body
+        return str(body["call_id"])
+
+    first = session()  # nobody joins: the job holds its slot while it waits for the caller
+    worker.wait_log(f"call={first}.*call started", timeout=60)
+    time.sleep(4)  # the worker reports its load every 0.5 s, its status every 2.5 s
+    second = session()
+    time.sleep(6)
+    assert worker.log().count("received job request") == 1, worker.log_tail()
+    call, _ = asyncio.run(_rows(db_url, second))
+    assert call["status"] == "created", call  # no worker took it
+    call, _ = asyncio.run(_rows(db_url, first))
+    assert call["status"] == "created"  # dispatched, waiting for its caller

@@ -120,14 +120,14 @@ def _follow_caller(
     async def _disconnected(_t: Any, _client: Any) -> None:
         # Nobody is left to hear the rest: cancel rather than drain queued speech.
         logger.info("caller left")
-        await session.worker.cancel(reason="user_left")
+        await session.hang_up("user_left")
 
     async def _watch_connect() -> None:
         try:
             await asyncio.wait_for(connected.wait(), connect_timeout_secs)
         except TimeoutError:
             logger.warning("caller never connected")
-            await session.worker.cancel(reason="connect_failed")
+            await session.hang_up("connect_failed")
 
     transport.add_event_handler("on_client_connected", _connected)
     transport.add_event_handler("on_client_disconnected", _disconnected)

@@ -12,7 +12,17 @@ from api import errors
 from api.deps import AppState
 from api.middleware import RequestGuard
 from api.ratelimit import RateLimiter
-from api.routes import agents, calls, contacts, health, keys, knowledge
+from api.routes import (
+    agents,
+    calls,
+    contacts,
+    health,
+    keys,
+    knowledge,
+    livekit_webhook,
+    sessions,
+    tutor,
+)
 from api.settings import ApiSettings
 from parley import __version__
 from parley.db import open_database
@@ -53,6 +63,9 @@ def create_app(
         calls.router,
         keys.router,
         knowledge.router,
+        sessions.router,
+        livekit_webhook.router,
+        tutor.router,
     ):
         app.include_router(router)
     if api_cfg.cors_origins:

@@ -22,6 +22,9 @@ class ApiSettings(BaseSettings):
     max_upload_bytes: int = Field(20_000_000)
     rate_per_sec: float = Field(20.0, gt=0)
     rate_burst: int = Field(60, ge=1)
+    # Embedded peer-to-peer mode: load the default agent's models at start-up, in the
+    # background, so the first browser call does not wait for them (`parley up` turns it on).
+    prewarm_models: bool = False
 
     @property
     def jwks_url(self) -> str | None:

@@ -133,4 +133,5 @@ def up(
     typer.secho(f"\nParley is starting ({mode}). Open the voice tutor:\n  {page}\n", bold=True)
     if open_browser and (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
         webbrowser.open(page)
+    os.environ.setdefault("PARLEY_API_PREWARM_MODELS", "true")  # the first call starts warm
     serve(host=host, port=port, reload=False, access_log=False)

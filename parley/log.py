@@ -13,7 +13,8 @@ if TYPE_CHECKING:
     from loguru import Record
 
 # E.164-ish numbers and common secret shapes; redaction runs on every record, so keep it regexes.
-_PHONE = re.compile(r"(?<![\w/])\+?\d[\d\s().-]{7,}\d(?!\w)")
+# Not inside identifiers: a UUID's digit groups are not a phone number.
+_PHONE = re.compile(r"(?<![\w/-])\+?\d[\d\s().-]{7,}\d(?![\w-])")
 _SECRET = re.compile(
     r"(?i)(bearer\s+|token\s+|api[_-]?key[\"'=:\s]+|secret[\"'=:\s]+)([A-Za-z0-9._\-]{8,})"
 )

@@ -94,11 +94,17 @@ class VoiceSession:
     http: httpx.AsyncClient
     end_reason: str = "completed"
     _greeted: bool = False
+    _hang_up_reason: str | None = None
     _timers: list[asyncio.Task[None]] = field(default_factory=list)
 
     def add_timer(self, coro: Coroutine[Any, Any, None]) -> None:
         """A watchdog that lives as long as the call (cancelled when it ends)."""
         self._timers.append(asyncio.ensure_future(coro))
+
+    async def hang_up(self, reason: str) -> None:
+        """Stop now, dropping queued speech (nobody is left to hear it)."""
+        self._hang_up_reason = reason
+        await self.worker.cancel(reason=reason)
 
     async def end(self, reason: str) -> None:
         """End gracefully: what is queued (e.g. a goodbye) is played first."""
@@ -212,11 +218,13 @@ def build_session(
         await session.end("idle_timeout")
 
     async def _finished(_worker: Any, frame: Any) -> None:
+        if type(frame).__name__ == "CancelFrame":
+            # Ours (hang_up) or anyone else's (e.g. the runner shutting down).
+            session.end_reason = session._hang_up_reason or "cancelled"
+            return
         reason = getattr(frame, "reason", None)
         if isinstance(reason, str) and reason:
             session.end_reason = reason
-        elif type(frame).__name__ == "CancelFrame":
-            session.end_reason = "cancelled"
 
     aggregators.user().add_event_handler("on_user_turn_stopped", _user_turn)
     aggregators.assistant().add_event_handler("on_assistant_turn_stopped", _assistant_turn)

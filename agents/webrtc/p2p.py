@@ -1,9 +1,11 @@
 """Embedded mode: a browser talks peer-to-peer to this process, no media server in between.
 
-The page POSTs its SDP offer (non-trickle: it waits for its ICE candidates first); we answer
-with Pipecat's ``SmallWebRTCConnection`` (aiortc) and run the call on a ``SmallWebRTCTransport``
-in a background task that :class:`P2PCalls` keeps, so that shutdown cancels every call cleanly
-and nothing outlives the process unnoticed. The call row's lifecycle is ``run_call``'s.
+The page POSTs its SDP offer (non-trickle: it waits for its ICE candidates first); we load the
+agent's models (off the event loop, once per process), answer with Pipecat's
+``SmallWebRTCConnection`` (aiortc) and run the call on a ``SmallWebRTCTransport`` in a
+background task that :class:`P2PCalls` keeps, so that shutdown cancels every call cleanly and
+nothing outlives the process unnoticed. The call row's lifecycle is ``run_call``'s; what fails
+before it runs (providers, shutdown) is recorded here.
 
 No STUN/TURN servers: the browser and the API reach each other directly (same machine or
 network), and the server must never contact outside hosts on its own. A peer that never gets
@@ -19,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from uuid import UUID
 
+from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.sdp import SessionDescription
 from loguru import logger
 from pipecat.transports.base_transport import TransportParams
@@ -27,10 +30,11 @@ from pipecat.transports.smallwebrtc.transport import SmallWebRTCTransport
 
 from agents.calls import CallContext, CallStore
 from agents.runner import run_call
+from parley.config import AgentConfig
 from parley.errors import ParleyError
 from parley.settings import Settings
 from pipelines.graph import AUDIO_IN_RATE
-from pipelines.registry import Services, prewarm
+from pipelines.registry import Services, build_services, prewarm
 
 # From the answer to a connected peer. Browsers on the same network connect in well under a
 # second; the margin covers a slow page still opening its microphone.
@@ -47,6 +51,10 @@ ServicesFactory = Callable[[CallContext], Services]
 
 class BadOffer(ParleyError):
     """The SDP offer cannot be answered (not SDP, no audio, rejected by aiortc)."""
+
+
+class AgentUnavailable(ParleyError):
+    """The agent's providers cannot start (missing model, bad key...): the call has failed."""
 
 
 class PeerConflict(ParleyError):
@@ -115,7 +123,11 @@ class P2PCalls:
     ) -> dict[str, str]:
         """The SDP answer ``{sdp, type, pc_id}``; the call starts in the background. An offer
         naming the live peer's ``pc_id`` renegotiates it instead. Raises :class:`BadOffer`,
-        :class:`PeerConflict`, or ``CallNotFound`` from the store."""
+        :class:`PeerConflict`, :class:`AgentUnavailable` (the call is then failed), or
+        ``CallNotFound`` from the store.
+
+        The agent's models are loaded before answering (off the event loop; once per process):
+        a peer that connected long before the pipeline started could otherwise be missed."""
         check_offer(sdp, type_)
         peer = self._peers.get(call_id)
         if peer is not None:
@@ -132,6 +144,11 @@ class P2PCalls:
             call = await self._store.load(call_id, org_id)
             if call.status != "created":
                 raise PeerConflict(f"the call is {call.status}, not waiting for a peer")
+            await _dry_run(sdp, type_)  # a bad offer must not wait for models to load
+            services = await self._prepare(call)
+            if self._closing:
+                await self._finish(call, "cancelled")
+                raise PeerConflict("the server is shutting down")
             connection = SmallWebRTCConnection(
                 ice_servers=[], connection_timeout_secs=round(self._connect_timeout)
             )
@@ -143,7 +160,9 @@ class P2PCalls:
             peer = _Peer(call_id, connection)
             _watch_state(peer)
             self._peers[call_id] = peer
-            peer.task = asyncio.create_task(self._serve(call, peer), name=f"p2p-call-{call_id}")
+            peer.task = asyncio.create_task(
+                self._serve(call, peer, services), name=f"p2p-call-{call_id}"
+            )
             logger.info(f"p2p call {call_id}: answered (peer {connection.pc_id})")
             return dict(answer)
         finally:
@@ -186,7 +205,18 @@ class P2PCalls:
             raise BadOffer("no SDP answer could be made for this offer")
         return dict(answer)
 
-    async def _serve(self, call: CallContext, peer: _Peer) -> str:
+    async def _prepare(self, call: CallContext) -> Services:
+        try:
+            if self._services is not None:
+                return self._services(call)
+            # Loading models blocks: off the event loop, which serves the whole API.
+            return await asyncio.to_thread(_warm_services, call.agent, self._settings)
+        except Exception as err:
+            logger.warning(f"p2p call {call.call_id}: the agent cannot start: {err}")
+            await self._finish(call, "error")
+            raise AgentUnavailable(f"the agent's providers could not start: {err}") from err
+
+    async def _serve(self, call: CallContext, peer: _Peer, services: Services) -> str:
         # run_call records how the call ended; until it runs, this does.
         running = False
         try:
@@ -200,13 +230,6 @@ class P2PCalls:
                         audio_out_sample_rate=self._audio_out_rate,
                     ),
                 )
-                if self._services is not None:
-                    services = self._services(call)
-                else:
-                    # Loading models blocks: off the event loop, which serves the whole API.
-                    await asyncio.to_thread(prewarm, call.agent, self._settings)
-                    services = None
-                # From here on the peer has connect_timeout to connect (model loading excluded).
                 hard_stop = asyncio.create_task(self._hard_stop_if_never_connected(peer))
                 running = True
                 try:
@@ -250,6 +273,23 @@ class P2PCalls:
             logger.warning(f"p2p call {peer.call_id}: the peer never connected; cancelling")
             if peer.task is not None:
                 peer.task.cancel()
+
+
+async def _dry_run(sdp: str, type_: str) -> None:
+    """Let aiortc read the offer without answering it: no ICE gathering, so no sockets."""
+    pc = RTCPeerConnection()
+    try:
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type=type_))
+    except Exception as err:  # aiortc rejects bad SDP with assorted exception types
+        raise BadOffer(f"the offer was rejected: {err or type(err).__name__}") from err
+    finally:
+        await pc.close()
+
+
+def _warm_services(agent: AgentConfig, settings: Settings) -> Services:
+    """Load the agent's models (cached per process), then its services (first time: imports)."""
+    prewarm(agent, settings)
+    return build_services(agent, settings)
 
 
 def _watch_state(peer: _Peer) -> None:

@@ -1,0 +1,201 @@
+"""Browser voice sessions: a web call for an agent, joined through LiveKit when a server is
+configured, or peer-to-peer with this process (embedded mode) otherwise."""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from uuid import UUID, uuid4
+
+import asyncpg
+from fastapi import APIRouter, FastAPI, Request
+from loguru import logger
+
+from agents.calls import CallNotFound, CallStore
+from agents.webrtc import AgentUnavailable, BadOffer, P2PCalls, PeerConflict
+from api import livekit
+from api.auth import Principal
+from api.deps import AppState, Caller, state
+from api.errors import ApiError, not_found
+from api.schemas_common import COMMON_ERRORS, error_responses
+from api.schemas_sessions import (
+    AnswerOut,
+    LiveKitSessionOut,
+    OfferIn,
+    P2PSessionOut,
+    WebSessionIn,
+    WebSessionOut,
+)
+from parley.config import AgentConfig
+from parley.db import as_user
+from parley.settings import Settings
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """The embedded peer-to-peer calls of this process; shutdown cancels them (each call row
+    records how it ended). ``app.state.p2p_options``, when set before start-up, is passed to
+    :class:`P2PCalls` (tests: a services factory, shorter timeouts)."""
+    st: AppState = app.state.parley
+    options = getattr(app.state, "p2p_options", None) or {}
+    calls = P2PCalls(CallStore(st.pool), st.core, **options)
+    app.state.p2p = calls
+    warm = None
+    if st.settings.prewarm_models and not st.core.livekit_enabled:
+        warm = asyncio.create_task(asyncio.to_thread(_prewarm_default, st.core))
+    try:
+        yield
+    finally:
+        if warm is not None:
+            warm.cancel()
+        await calls.close()
+
+
+def _prewarm_default(core: Settings) -> None:
+    from pipelines.registry import prewarm
+
+    started = time.perf_counter()
+    providers = prewarm(AgentConfig(name="prewarm", system_prompt="prewarm"), core)
+    logger.info(f"models ready in {time.perf_counter() - started:.1f} s ({providers})")
+
+
+router = APIRouter(
+    prefix="/v1/sessions", tags=["sessions"], responses=COMMON_ERRORS, lifespan=lifespan
+)
+
+
+def _p2p(request: Request) -> P2PCalls:
+    calls: P2PCalls = request.app.state.p2p
+    return calls
+
+
+@asynccontextmanager
+async def _transaction(pool: asyncpg.Pool, who: Principal) -> AsyncIterator[asyncpg.Connection]:
+    """Like ``api.deps.connection``, but committed when the block ends, not after the response:
+    the agent worker reads the call row as soon as it is dispatched."""
+    async with pool.acquire() as conn:
+        if who.user_id is not None:
+            async with as_user(conn, who.user_id) as c:
+                yield c
+        else:
+            async with conn.transaction():
+                yield conn
+
+
+@router.post(
+    "/web",
+    status_code=201,
+    response_model=WebSessionOut,
+    responses=error_responses(404, 503),
+)
+async def create_web_session(
+    body: WebSessionIn, who: Caller, request: Request
+) -> LiveKitSessionOut | P2PSessionOut:
+    """Start a browser call with an agent (a ``web`` call, status ``created``).
+
+    With LiveKit: a room-scoped participant token (join that room, publish the microphone and
+    data, subscribe) and the agent dispatched to the room. 503 ``livekit_unavailable`` when the
+    LiveKit server cannot be reached (the call is then ``failed``, ``dispatch_failed``).
+    Embedded mode: POST the page's SDP offer to ``offer_url``."""
+    st = state(request)
+    creds = livekit.credentials(st.core)
+    call_id = uuid4()
+    room = f"web-{call_id.hex}"
+    async with _transaction(st.pool, who) as db:
+        known = await db.fetchval(
+            "select true from public.agents where id = $1 and org_id = $2",
+            body.agent_id,
+            who.org_id,
+        )
+        if not known:
+            raise not_found("agent")
+        await db.execute(
+            "insert into public.calls (id, org_id, agent_id, direction, status, room_name)"
+            " values ($1, $2, $3, 'web', 'created', $4)",
+            call_id,
+            who.org_id,
+            body.agent_id,
+            room,
+        )
+    if creds is None:
+        return P2PSessionOut(call_id=call_id, offer_url=f"/v1/sessions/web/{call_id}/offer")
+    meta = {"call_id": str(call_id), "org_id": str(who.org_id)}
+    try:
+        await livekit.dispatch_agent(creds, room, st.core.livekit_agent_name, meta)
+    except livekit.LiveKitUnavailable as err:
+        logger.warning(f"web call {call_id}: agent dispatch failed: {err}")
+        await _fail(st.pool, call_id, who.org_id, "dispatch_failed")
+        raise ApiError(
+            503,
+            "livekit_unavailable",
+            "the LiveKit server could not be reached to start the agent; retry shortly",
+        ) from err
+    token = livekit.participant_token(
+        creds, room, name=f"Web caller {secrets.token_hex(2)}", metadata={"call_id": str(call_id)}
+    )
+    return LiveKitSessionOut(
+        call_id=call_id,
+        room=room,
+        url=creds.public_url,
+        token=token.token,
+        expires_at=token.expires_at,
+    )
+
+
+async def _fail(pool: asyncpg.Pool, call_id: UUID, org_id: UUID, reason: str) -> None:
+    await pool.execute(
+        "update public.calls set status = 'failed', end_reason = $3, ended_at = now()"
+        " where id = $1 and org_id = $2 and status in ('created', 'ringing')",
+        call_id,
+        org_id,
+        reason,
+    )
+
+
+@router.post(
+    "/web/{call_id}/offer",
+    response_model=AnswerOut,
+    responses=error_responses(400, 404, 409, 503),
+)
+async def web_offer(call_id: UUID, body: OfferIn, who: Caller, request: Request) -> AnswerOut:
+    """Embedded mode: answer the page's SDP offer and start the agent on this connection.
+
+    Send a complete offer (wait for ICE gathering; there is no trickle). 409 ``conflict`` in
+    LiveKit mode, when the call is not waiting for a peer (status other than ``created``), or
+    when it already has one; 400 ``invalid_offer`` for an offer that cannot be answered; 503
+    ``agent_unavailable`` when the agent's providers cannot start (the call is then failed).
+    The first call of an agent in this process waits for its models to load.
+    Renegotiation: send the answer's ``pc_id`` with the new offer."""
+    st = state(request)
+    if livekit.credentials(st.core) is not None:
+        raise ApiError(
+            409, "conflict", "this server uses LiveKit: join the room given by POST /web"
+        )
+    async with _transaction(st.pool, who) as db:
+        row = await db.fetchrow(
+            "select status, direction from public.calls where id = $1 and org_id = $2",
+            call_id,
+            who.org_id,
+        )
+    if row is None or row["direction"] != "web":
+        raise not_found("web call")
+    p2p = _p2p(request)
+    renegotiating = body.pc_id is not None and p2p.has(call_id)
+    if row["status"] != "created" and not renegotiating:
+        raise ApiError(
+            409, "conflict", f"the call is {row['status']}; start a new session for a new call"
+        )
+    try:
+        answer = await p2p.answer(call_id, who.org_id, body.sdp, body.type, body.pc_id)
+    except BadOffer as err:
+        raise ApiError(400, "invalid_offer", str(err)) from err
+    except PeerConflict as err:
+        raise ApiError(409, "conflict", str(err)) from err
+    except CallNotFound as err:  # deleted (or its agent) since the check above
+        raise not_found("web call") from err
+    except AgentUnavailable as err:  # the call is failed (end_reason "error")
+        raise ApiError(503, "agent_unavailable", str(err)) from err
+    return AnswerOut.model_validate(answer)

@@ -3,6 +3,7 @@ webhook verification (``livekit-api``). Nothing here logs a token, a key or a se
 
 from __future__ import annotations
 
+import asyncio
 import json
 import secrets
 from dataclasses import dataclass
@@ -12,6 +13,8 @@ import aiohttp
 from google.protobuf.json_format import ParseError
 from livekit import api as lk
 from livekit.protocol.agent_dispatch import CreateAgentDispatchRequest
+from livekit.protocol.models import ParticipantInfo
+from livekit.protocol.room import DeleteRoomRequest, ListParticipantsRequest
 from livekit.protocol.webhook import WebhookEvent
 
 from parley.settings import Settings
@@ -127,6 +130,40 @@ async def dispatch_agent(
     except lk.ServerError as err:
         raise LiveKitUnavailable(f"LiveKit refused the dispatch ({err.code})") from err
     return str(dispatch.id)
+
+
+class AgentNotReady(Exception):
+    """No agent joined the room in time (every worker busy, or none running)."""
+
+
+async def wait_for_agent(creds: Credentials, room: str, timeout_secs: float) -> float:
+    """Wait until an agent participant has published its audio in ``room``; returns the
+    seconds waited. The browser joins after this, so the agent is already listening (and the
+    greeting is ready) when it arrives. On timeout the room is deleted, so a worker that takes
+    the job late leaves again, and :class:`AgentNotReady` is raised."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    try:
+        async with lk.LiveKitAPI(
+            creds.url,
+            creds.key,
+            creds.secret,
+            timeout=aiohttp.ClientTimeout(total=DISPATCH_TIMEOUT_SECS),
+            failover=False,
+        ) as client:
+            while loop.time() - started < timeout_secs:
+                found = await client.room.list_participants(ListParticipantsRequest(room=room))
+                if any(
+                    p.kind == ParticipantInfo.Kind.AGENT and p.tracks for p in found.participants
+                ):
+                    return loop.time() - started
+                await asyncio.sleep(0.05)
+            await client.room.delete_room(DeleteRoomRequest(room=room))
+    except (aiohttp.ClientError, TimeoutError, OSError) as err:
+        raise LiveKitUnavailable(f"LiveKit server unreachable ({type(err).__name__})") from err
+    except lk.ServerError as err:
+        raise LiveKitUnavailable(f"LiveKit refused a room request ({err.code})") from err
+    raise AgentNotReady(f"no agent joined within {timeout_secs:.0f} s")
 
 
 def receive_webhook(creds: Credentials, body: bytes, authorization: str | None) -> WebhookEvent:

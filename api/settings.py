@@ -25,6 +25,9 @@ class ApiSettings(BaseSettings):
     # Embedded peer-to-peer mode: load the default agent's models at start-up, in the
     # background, so the first browser call does not wait for them (`parley up` turns it on).
     prewarm_models: bool = False
+    # LiveKit mode: a web session is handed out once the agent is in its room (so the
+    # greeting starts as soon as the caller arrives); no agent by then = 503.
+    agent_join_timeout_secs: float = Field(10.0, gt=0, le=60)
 
     @property
     def jwks_url(self) -> str | None:

@@ -141,6 +141,10 @@ async def run_job(ctx: JobContext) -> None:
         except CallNotFound as err:
             logger.error(f"job {ctx.job.id}: {err}")
             return
+        if call.status not in ("created", "ringing"):
+            # Taken too late: the API already gave up on it (its room is being deleted).
+            logger.warning(f"job {ctx.job.id}: call {call.call_id} is {call.status}; leaving")
+            return
         from pipecat.transports.livekit.transport import LiveKitParams, LiveKitTransport
 
         assert settings.livekit_url

@@ -133,6 +133,17 @@ async def create_web_session(
             "livekit_unavailable",
             "the LiveKit server could not be reached to start the agent; retry shortly",
         ) from err
+    try:
+        waited = await livekit.wait_for_agent(creds, room, st.settings.agent_join_timeout_secs)
+    except (livekit.AgentNotReady, livekit.LiveKitUnavailable) as err:
+        logger.warning(f"web call {call_id}: {err}")
+        await _fail(st.pool, call_id, who.org_id, "no_agent")
+        raise ApiError(
+            503,
+            "agent_unavailable",
+            "no agent worker took the call (all busy or none running); retry shortly",
+        ) from err
+    logger.info(f"web call {call_id}: agent in the room after {waited * 1000:.0f} ms")
     token = livekit.participant_token(
         creds, room, name=f"Web caller {secrets.token_hex(2)}", metadata={"call_id": str(call_id)}
     )

@@ -37,7 +37,9 @@ async def test_groq_stt_and_llm(
     assert uploads and uploads[0].fields.get("model") == "whisper-large-v3-turbo"
     assert "check" in uploads[0].text
     assert chat[0]["model"] == "llama-3.3-70b-versatile"
-    assert "check" in chat[0]["messages"][-1]["content"].lower()
+    # On a loaded machine a noise during the greeting can reach the LLM first (as an
+    # unrecognized interruption); the question itself must still arrive.
+    assert any("check" in c["messages"][-1]["content"].lower() for c in chat), chat
     reply = [t for t in result.turns if t.role == "assistant"][-1]
     assert reply.text == ANSWER
     assert reply.latency is not None and reply.latency.voice_to_voice_ms is not None

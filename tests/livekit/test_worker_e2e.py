@@ -79,6 +79,15 @@ async def _rows(db_url: str, call_id: str) -> tuple[dict[str, Any], list[dict[st
     return dict(call), [dict(t) for t in turns]
 
 
+async def _calls(db_url: str) -> dict[str, tuple[str, str | None]]:
+    conn = await connect(db_url)
+    try:
+        rows = await conn.fetch("select id, status, end_reason from public.calls")
+    finally:
+        await conn.close()
+    return {str(r["id"]): (r["status"], r["end_reason"]) for r in rows}
+
+
 async def _webhook_events(db_url: str, room: str) -> list[str]:
     conn = await connect(db_url)
     try:
@@ -194,8 +203,8 @@ def test_a_full_worker_takes_no_more_jobs(
     db_url: str,
     tmp_path: Path,
 ) -> None:
-    """``--max-jobs 1``: while one call runs, the worker reports itself full and LiveKit does
-    not hand it a second job."""
+    """``--max-jobs 1``: while one call runs, the worker reports itself full, LiveKit does not
+    hand it a second job, and the API answers that session with 503 (its call failed)."""
     _, agent_id, key = asyncio.run(_seed(db_url))
     env = {
         **livekit_stack.env(),
@@ -219,23 +228,24 @@ def test_a_full_worker_takes_no_more_jobs(
         timeout=120,
     )
 
-    def session() -> str:
+    def session() -> tuple[int, Any]:
         status, body = netns.http(
             "POST",
             f"{API}/v1/sessions/web",
             json_body={"agent_id": agent_id},
             headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
         )
-        assert status == 201, body
-        return str(body["call_id"])
+        return status, body
 
-    first = session()  # nobody joins: the job holds its slot while it waits for the caller
-    worker.wait_log(f"call={first}.*call started", timeout=60)
-    time.sleep(4)  # the worker reports its load every 0.5 s, its status every 2.5 s
-    second = session()
-    time.sleep(6)
+    # The first call's job holds the only slot while it waits for its caller (nobody joins).
+    status, first = session()
+    assert status == 201 and first["mode"] == "livekit", first
+    time.sleep(3)  # the worker reports its load every 0.5 s, its status every 2.5 s
+    status, second = session()
+    # LiveKit offered the job to no one (the worker said it was full): the API gave up on it.
+    assert status == 503 and second["error"]["code"] == "agent_unavailable", second
     assert worker.log().count("received job request") == 1, worker.log_tail()
-    call, _ = asyncio.run(_rows(db_url, second))
-    assert call["status"] == "created", call  # no worker took it
-    call, _ = asyncio.run(_rows(db_url, first))
-    assert call["status"] == "created"  # dispatched, waiting for its caller
+    conn_rows = asyncio.run(_calls(db_url))
+    assert conn_rows[first["call_id"]] == ("created", None)
+    assert ("failed", "no_agent") in conn_rows.values(), conn_rows

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -139,10 +141,27 @@ class AgentNotReady(Exception):
 async def wait_for_agent(creds: Credentials, room: str, timeout_secs: float) -> float:
     """Wait until an agent participant has published its audio in ``room``; returns the
     seconds waited. The browser joins after this, so the agent is already listening (and the
-    greeting is ready) when it arrives. On timeout the room is deleted, so a worker that takes
-    the job late leaves again, and :class:`AgentNotReady` is raised."""
+    greeting is ready) when it arrives. Raises :class:`AgentNotReady` on timeout."""
     loop = asyncio.get_running_loop()
     started = loop.time()
+    async with _client(creds) as client:
+        while loop.time() - started < timeout_secs:
+            found = await client.room.list_participants(ListParticipantsRequest(room=room))
+            if any(p.kind == ParticipantInfo.Kind.AGENT and p.tracks for p in found.participants):
+                return loop.time() - started
+            await asyncio.sleep(0.05)
+    raise AgentNotReady(f"no agent joined within {timeout_secs:.0f} s")
+
+
+async def delete_room(creds: Credentials, room: str) -> None:
+    """Close ``room`` (a worker that takes its job late then leaves at once)."""
+    async with _client(creds) as client:
+        await client.room.delete_room(DeleteRoomRequest(room=room))
+
+
+@asynccontextmanager
+async def _client(creds: Credentials) -> AsyncIterator[lk.LiveKitAPI]:
+    """A server API client whose failures all become :class:`LiveKitUnavailable`."""
     try:
         async with lk.LiveKitAPI(
             creds.url,
@@ -151,19 +170,11 @@ async def wait_for_agent(creds: Credentials, room: str, timeout_secs: float) -> 
             timeout=aiohttp.ClientTimeout(total=DISPATCH_TIMEOUT_SECS),
             failover=False,
         ) as client:
-            while loop.time() - started < timeout_secs:
-                found = await client.room.list_participants(ListParticipantsRequest(room=room))
-                if any(
-                    p.kind == ParticipantInfo.Kind.AGENT and p.tracks for p in found.participants
-                ):
-                    return loop.time() - started
-                await asyncio.sleep(0.05)
-            await client.room.delete_room(DeleteRoomRequest(room=room))
+            yield client
     except (aiohttp.ClientError, TimeoutError, OSError) as err:
         raise LiveKitUnavailable(f"LiveKit server unreachable ({type(err).__name__})") from err
     except lk.ServerError as err:
-        raise LiveKitUnavailable(f"LiveKit refused a room request ({err.code})") from err
-    raise AgentNotReady(f"no agent joined within {timeout_secs:.0f} s")
+        raise LiveKitUnavailable(f"LiveKit refused a request ({err.code})") from err
 
 
 def receive_webhook(creds: Credentials, body: bytes, authorization: str | None) -> WebhookEvent:

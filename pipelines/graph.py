@@ -102,8 +102,10 @@ class VoiceSession:
         self._timers.append(asyncio.ensure_future(coro))
 
     async def hang_up(self, reason: str) -> None:
-        """Stop now, dropping queued speech (nobody is left to hear it)."""
-        self._hang_up_reason = reason
+        """Stop now, dropping queued speech (nobody is left to hear it). The first reason
+        wins (a peer that never connected is also reported as disconnected)."""
+        if self._hang_up_reason is None:
+            self._hang_up_reason = reason
         await self.worker.cancel(reason=reason)
 
     async def end(self, reason: str) -> None:

@@ -4,6 +4,7 @@ configured, or peer-to-peer with this process (embedded mode) otherwise."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 import time
 from collections.abc import AsyncIterator
@@ -138,6 +139,8 @@ async def create_web_session(
     except (livekit.AgentNotReady, livekit.LiveKitUnavailable) as err:
         logger.warning(f"web call {call_id}: {err}")
         await _fail(st.pool, call_id, who.org_id, "no_agent")
+        with contextlib.suppress(livekit.LiveKitUnavailable):
+            await livekit.delete_room(creds, room)
         raise ApiError(
             503,
             "agent_unavailable",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -56,10 +57,10 @@ async def principal(
 Caller = Annotated[auth.Principal, Depends(principal)]
 
 
-async def connection(request: Request, who: Caller) -> AsyncIterator[asyncpg.Connection]:
-    """One transaction per request. JWT callers run as themselves under RLS (defence in depth
-    on top of the explicit org filter every query has); API-key callers on the service path."""
-    pool = state(request).pool
+@asynccontextmanager
+async def transaction(pool: asyncpg.Pool, who: auth.Principal) -> AsyncIterator[asyncpg.Connection]:
+    """A transaction as ``who``: JWT callers run as themselves under RLS (defence in depth on
+    top of the explicit org filter every query has); API-key callers on the service path."""
     async with pool.acquire() as conn:
         if who.user_id is not None:
             async with as_user(conn, who.user_id) as c:
@@ -67,6 +68,12 @@ async def connection(request: Request, who: Caller) -> AsyncIterator[asyncpg.Con
         else:
             async with conn.transaction():
                 yield conn
+
+
+async def connection(request: Request, who: Caller) -> AsyncIterator[asyncpg.Connection]:
+    """One transaction per request (committed after the handler returns)."""
+    async with transaction(state(request).pool, who) as conn:
+        yield conn
 
 
 Db = Annotated[asyncpg.Connection, Depends(connection)]

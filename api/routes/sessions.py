@@ -18,8 +18,7 @@ from loguru import logger
 from agents.calls import CallNotFound, CallStore
 from agents.webrtc import AgentUnavailable, BadOffer, P2PCalls, PeerConflict
 from api import livekit
-from api.auth import Principal
-from api.deps import AppState, Caller, state
+from api.deps import AppState, Caller, state, transaction
 from api.errors import ApiError, not_found
 from api.schemas_common import COMMON_ERRORS, error_responses
 from api.schemas_sessions import (
@@ -31,7 +30,6 @@ from api.schemas_sessions import (
     WebSessionOut,
 )
 from parley.config import AgentConfig
-from parley.db import as_user
 from parley.settings import Settings
 
 
@@ -73,19 +71,6 @@ def _p2p(request: Request) -> P2PCalls:
     return calls
 
 
-@asynccontextmanager
-async def _transaction(pool: asyncpg.Pool, who: Principal) -> AsyncIterator[asyncpg.Connection]:
-    """Like ``api.deps.connection``, but committed when the block ends, not after the response:
-    the agent worker reads the call row as soon as it is dispatched."""
-    async with pool.acquire() as conn:
-        if who.user_id is not None:
-            async with as_user(conn, who.user_id) as c:
-                yield c
-        else:
-            async with conn.transaction():
-                yield conn
-
-
 @router.post(
     "/web",
     status_code=201,
@@ -105,7 +90,7 @@ async def create_web_session(
     creds = livekit.credentials(st.core)
     call_id = uuid4()
     room = f"web-{call_id.hex}"
-    async with _transaction(st.pool, who) as db:
+    async with transaction(st.pool, who) as db:  # committed before dispatch
         known = await db.fetchval(
             "select true from public.agents where id = $1 and org_id = $2",
             body.agent_id,
@@ -188,7 +173,7 @@ async def web_offer(call_id: UUID, body: OfferIn, who: Caller, request: Request)
         raise ApiError(
             409, "conflict", "this server uses LiveKit: join the room given by POST /web"
         )
-    async with _transaction(st.pool, who) as db:
+    async with transaction(st.pool, who) as db:  # committed before dispatch
         row = await db.fetchrow(
             "select status, direction from public.calls where id = $1 and org_id = $2",
             call_id,

@@ -21,6 +21,7 @@ import asyncpg
 import typer
 
 from api.keys import hash_token, new_key
+from parley import log
 from parley.config import load_agent, preset_names
 from parley.db import connect, database_url, migrate
 from parley.db.settings import DatabaseSettings
@@ -127,6 +128,7 @@ def up(
     from api.cli import serve
 
     s = get_settings()
+    log.configure(s.log_level, s.log_json)
     setup = asyncio.run(prepare(s, DatabaseSettings()))
     page = f"http://{host}:{port}/tutor#key={setup.key}"
     mode = "LiveKit rooms (run `parley worker` too)" if s.livekit_enabled else "peer-to-peer"

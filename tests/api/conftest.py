@@ -20,9 +20,10 @@ from parley.db import connect
 from parley.db.settings import DatabaseSettings
 from parley.db.testing import db_url, migrated_template, pg_server
 from parley.settings import Settings
-from tests.db.conftest import Org, build_world
+from tests.db.conftest import Org, build_world, conn
 
-__all__ = ["api", "db_url", "migrated_template", "pg_server", "world"]
+# ``conn``: a service-path connection (bypasses RLS), for seeding and checking rows.
+__all__ = ["api", "conn", "db_url", "migrated_template", "pg_server", "world"]
 
 JWT_SECRET = "test-jwt-secret-with-at-least-32-characters!"
 

@@ -1,5 +1,5 @@
-"""An API client whose core settings say LiveKit is (or is not) configured, and signed LiveKit
-webhook deliveries, for the sessions and webhook tests."""
+"""An API client whose core settings say LiveKit is (or is not) configured, signed LiveKit
+webhook deliveries, and web call rows, for the sessions and webhook tests."""
 
 from __future__ import annotations
 
@@ -9,7 +9,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
+from uuid import UUID, uuid4
 
+import asyncpg
 import httpx
 from fastapi import FastAPI
 from google.protobuf.json_format import MessageToJson
@@ -20,7 +22,8 @@ from api.app import create_app
 from api.settings import ApiSettings
 from parley.db.settings import DatabaseSettings
 from parley.settings import Settings
-from tests.api.conftest import JWT_SECRET
+from tests.api.conftest import JWT_SECRET, Tenant
+from tests.db.conftest import insert
 
 KEY = "test-livekit-key"
 SECRET = "test-livekit-secret-that-is-long-enough"
@@ -65,3 +68,16 @@ def signed(event: WebhookEvent, *, secret: str = SECRET, key: str = KEY) -> tupl
     """(body, Authorization header value) as livekit-server sends them."""
     body = MessageToJson(event)
     return body, signature(body, secret=secret, key=key)
+
+
+async def insert_call(conn: asyncpg.Connection, tenant: Tenant, **cols: object) -> UUID:
+    """A call of ``tenant``'s agent as ``POST /v1/sessions/web`` makes it (web, status created,
+    a room of its own); ``cols`` set or override columns."""
+    values: dict[str, object] = {
+        "org_id": tenant.org.id,
+        "agent_id": tenant.org.rows["agents"],
+        "direction": "web",
+        "room_name": f"web-{uuid4().hex}",
+        **cols,
+    }
+    return await insert(conn, "calls", values)

@@ -5,43 +5,23 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 import httpx
-import pytest_asyncio
 
-from parley.db import connect
 from tests.api.conftest import Tenant
+from tests.db.conftest import insert
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
 
-@pytest_asyncio.fixture
-async def conn(db_url: str) -> AsyncIterator[asyncpg.Connection]:
-    c = await connect(db_url)
-    try:
-        yield c
-    finally:
-        await c.close()
-
-
 async def seed_call(conn: asyncpg.Connection, org_id: UUID, minutes: int, **cols: Any) -> UUID:
-    values = {
-        "org_id": org_id,
-        "direction": "outbound",
-        "created_at": T0 + timedelta(minutes=minutes),
-    }
-    values.update(cols)
-    names = ", ".join(values)
-    params = ", ".join(f"${i}" for i in range(1, len(values) + 1))
-    call_id: UUID = await conn.fetchval(
-        f"insert into public.calls ({names}) values ({params}) returning id", *values.values()
-    )
-    return call_id
+    created_at = T0 + timedelta(minutes=minutes)
+    values = {"org_id": org_id, "direction": "outbound", "created_at": created_at, **cols}
+    return await insert(conn, "calls", values)
 
 
 async def test_filters_and_pagination(

@@ -17,20 +17,16 @@ from livekit.protocol.models import ParticipantInfo
 from livekit.protocol.webhook import WebhookEvent
 from loguru import logger
 
-from parley.db import connect
 from tests.api.conftest import Tenant
-from tests.api.livekit_support import client, livekit_settings, signature, signed
+from tests.api.livekit_support import (
+    client,
+    insert_call,
+    livekit_settings,
+    signature,
+    signed,
+)
 
 URL = "/v1/livekit/webhook"
-
-
-@pytest_asyncio.fixture
-async def conn(db_url: str) -> AsyncIterator[asyncpg.Connection]:
-    c = await connect(db_url)
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 @pytest_asyncio.fixture
@@ -41,13 +37,7 @@ async def lk_api(db_url: str, world: dict[str, Tenant], tmp_path: Path) -> Async
 
 async def new_call(conn: asyncpg.Connection, org: Tenant, status: str = "created") -> str:
     room = f"web-{uuid4().hex}"
-    await conn.execute(
-        "insert into public.calls (org_id, agent_id, direction, room_name)"
-        " values ($1, $2, 'web', $3)",
-        org.org.id,
-        org.org.rows["agents"],
-        room,
-    )
+    await insert_call(conn, org, room_name=room)
     path = {"created": [], "ringing": ["ringing"], "in_progress": ["in_progress"]}
     path["completed"] = [*path["in_progress"], "completed"]
     for step in path[status]:
@@ -186,12 +176,8 @@ async def test_no_room_names_or_numbers_in_logs(
 ) -> None:
     # A SIP room as LiveKit's individual dispatch rule names it: the caller's number inside.
     room = "call-_+14155550123_aBcD"
-    await conn.execute(
-        "insert into public.calls (org_id, agent_id, direction, room_name, from_number)"
-        " values ($1, $2, 'inbound', $3, '+14155550123')",
-        world["A"].org.id,
-        world["A"].org.rows["agents"],
-        room,
+    await insert_call(
+        conn, world["A"], direction="inbound", room_name=room, from_number="+14155550123"
     )
     lines: list[str] = []
     sink = logger.add(lines.append, level="DEBUG", format="{message} {extra}")

@@ -6,7 +6,6 @@ inside a network namespace (tests/livekit/test_p2p_e2e.py), never here."""
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from uuid import UUID, uuid4
@@ -14,27 +13,23 @@ from uuid import UUID, uuid4
 import asyncpg
 import httpx
 import pytest
-import pytest_asyncio
 from livekit import api as lk
 
 from api import livekit
-from parley.db import connect
 from tests.api.conftest import Tenant
-from tests.api.livekit_support import KEY, PUBLIC_URL, SECRET, client, livekit_settings
+from tests.api.livekit_support import (
+    KEY,
+    PUBLIC_URL,
+    SECRET,
+    client,
+    insert_call,
+    livekit_settings,
+)
 
 # An offer aiortc can parse, with audio, but no ICE credentials: rejected before any socket.
 NO_ICE_OFFER = (
     "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\nm=audio 9 UDP/TLS/RTP/SAVPF 111\r\n"
 )
-
-
-@pytest_asyncio.fixture
-async def conn(db_url: str) -> AsyncIterator[asyncpg.Connection]:
-    c = await connect(db_url)
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 async def call_row(conn: asyncpg.Connection, call_id: str) -> asyncpg.Record:
@@ -149,40 +144,24 @@ def test_credentials_follow_the_settings(tmp_path: Path) -> None:
     assert public is not None and public.public_url == PUBLIC_URL
 
 
-async def _web_call(conn: asyncpg.Connection, org: Tenant, **cols: object) -> UUID:
-    values: dict[str, object] = {
-        "org_id": org.org.id,
-        "agent_id": org.org.rows["agents"],
-        "direction": "web",
-        "room_name": f"web-{uuid4().hex}",
-        **cols,
-    }
-    names = ", ".join(values)
-    params = ", ".join(f"${i}" for i in range(1, len(values) + 1))
-    call_id: UUID = await conn.fetchval(
-        f"insert into public.calls ({names}) values ({params}) returning id", *values.values()
-    )
-    return call_id
-
-
 async def test_offer_refusals(
     api: httpx.AsyncClient, world: dict[str, Tenant], conn: asyncpg.Connection
 ) -> None:
     a, b = world["A"], world["B"]
     h = a.key_headers()
     offer = {"sdp": NO_ICE_OFFER, "type": "offer"}
-    mine = await _web_call(conn, a)
+    mine = await insert_call(conn, a)
 
-    theirs = await _web_call(conn, b)
+    theirs = await insert_call(conn, b)
     for headers in (h, a.jwt_headers()):
         for call_id in (theirs, uuid4()):
             r = await api.post(f"/v1/sessions/web/{call_id}/offer", json=offer, headers=headers)
             assert_error(r, 404, "not_found")
-    phone = await _web_call(conn, a, direction="outbound", room_name=None)
+    phone = await insert_call(conn, a, direction="outbound", room_name=None)
     r = await api.post(f"/v1/sessions/web/{phone}/offer", json=offer, headers=h)
     assert_error(r, 404, "not_found")
 
-    ended = await _web_call(conn, a, status="failed", end_reason="error")
+    ended = await insert_call(conn, a, status="failed", end_reason="error")
     r = await api.post(f"/v1/sessions/web/{ended}/offer", json=offer, headers=h)
     assert_error(r, 409, "conflict")
     assert "failed" in r.json()["error"]["message"]
@@ -215,7 +194,7 @@ async def test_offer_is_refused_in_livekit_mode(
     db_url: str, world: dict[str, Tenant], conn: asyncpg.Connection, tmp_path: Path
 ) -> None:
     a = world["A"]
-    call_id = await _web_call(conn, a)
+    call_id = await insert_call(conn, a)
     async with client(db_url, livekit_settings(tmp_path)) as (c, _app):
         r = await c.post(
             f"/v1/sessions/web/{call_id}/offer",

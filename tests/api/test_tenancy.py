@@ -10,7 +10,7 @@ of the world's ``org.rows`` or of EXTRA_IDS (a resolver for ids the world does n
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -18,10 +18,8 @@ from uuid import UUID
 import asyncpg
 import httpx
 import pytest
-import pytest_asyncio
 
 from parley.config import load_agent
-from parley.db import connect
 from tests.api.conftest import Tenant
 from tests.db.conftest import Org
 
@@ -87,15 +85,6 @@ async def _analysed_call(conn: asyncpg.Connection, org: Org) -> UUID:
 EXTRA_IDS: dict[str, Callable[[asyncpg.Connection, Org], Awaitable[UUID]]] = {
     "analysed_call": _analysed_call,
 }
-
-
-@pytest_asyncio.fixture
-async def conn(db_url: str) -> AsyncIterator[asyncpg.Connection]:
-    c = await connect(db_url)
-    try:
-        yield c
-    finally:
-        await c.close()
 
 
 async def object_id(conn: asyncpg.Connection, org: Org, ref: str) -> UUID:

@@ -27,7 +27,10 @@ Function-scoped:
                      client inside (tests.livekit.stack.run_in_ns bound to ``netns``) and returns
                      the JSON it printed last; ``env`` adds to ours (pass ``livekit_stack.env()``
                      and secrets there, not in args). Clients live in tests/livekit/clients/
-                     (``common.py``: ``token``, ``ice_report``, ``emit``).
+                     (``common.py``: ``token``, ``ice_report``, ``emit``, audio helpers).
+
+Parley itself (``parley serve`` / ``parley worker`` / the fake LLM started with ``ns_process``,
+seeded organizations, call rows): tests.livekit.parley_stack.
 
 When a test fails, the tails of the logs of every process still running (livekit-server, Redis,
 yours) are added to its report. Without root or ``ip netns`` the tests skip; under CI (CI set)

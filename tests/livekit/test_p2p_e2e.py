@@ -10,7 +10,6 @@ tests on a thread that joined it (their database is a Unix socket, reachable fro
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -23,12 +22,24 @@ from aiortc.mediastreams import AudioStreamTrack
 
 from agents.calls import CallContext, CallStore
 from agents.webrtc import AgentUnavailable, P2PCalls, PeerConflict
-from api.keys import new_key
-from parley.db import connect, create_pool
+from parley.db import create_pool
 from parley.db.testing import db_url, migrated_template, pg_server
 from parley.errors import ProviderUnavailable
 from parley.settings import Settings
 from pipelines.registry import Services
+from tests.livekit.parley_stack import (
+    QUESTION,
+    api_url,
+    call_rows,
+    check_hung_up,
+    clinic_agent,
+    parley_env,
+    query,
+    seed,
+    start_api,
+    start_fake_llm,
+    wait_call_ended,
+)
 from tests.livekit.stack import NsProcess
 from tests.netns import Namespace
 
@@ -36,19 +47,8 @@ __all__ = ["db_url", "migrated_template", "pg_server"]
 T = TypeVar("T")
 
 API_PORT = 8001
-API = f"http://10.213.0.1:{API_PORT}"
+API = api_url(API_PORT)
 LLM_PORT = 8091
-QUESTION = "How much does a check-up cost?"
-ANSWER = "A check-up costs eighty dollars."
-AGENT = {
-    "name": "Clinic receptionist",
-    "system_prompt": "You are the receptionist of a dental clinic. Answer briefly.",
-    "greeting": "Hello, you are through to the clinic.",
-    "stt": {"provider": "local"},
-    "llm": {"provider": "openai", "base_url": f"http://127.0.0.1:{LLM_PORT}/v1", "model": "m"},
-    "tts": {"provider": "local"},
-    "turns": {"vad_stop_secs": 0.4},
-}
 # For the runtime tests: real services that are never used (nobody speaks), cheap to build.
 QUIET_AGENT = {
     "name": "Quiet",
@@ -57,54 +57,6 @@ QUIET_AGENT = {
     "llm": {"provider": "openai", "base_url": "http://127.0.0.1:9/v1", "model": "m"},
     "tts": {"provider": "local"},
 }
-
-
-async def _seed(db_url: str, agent: dict[str, Any]) -> tuple[uuid.UUID, uuid.UUID, str]:
-    """(org id, agent id, API key) in the test's database."""
-    conn = await connect(db_url)
-    try:
-        org = await conn.fetchval(
-            "insert into public.organizations (name) values ('p2p') returning id"
-        )
-        agent_id = await conn.fetchval(
-            "insert into public.agents (org_id, config) values ($1, $2) returning id",
-            org,
-            json.dumps(agent),
-        )
-        key = new_key()
-        await conn.execute(
-            "insert into public.api_keys (org_id, name, prefix, key_hash) values ($1,'p2p',$2,$3)",
-            org,
-            key.prefix,
-            key.hash,
-        )
-    finally:
-        await conn.close()
-    return org, agent_id, key.token
-
-
-async def _call(db_url: str, call_id: uuid.UUID) -> dict[str, Any]:
-    conn = await connect(db_url)
-    try:
-        row = await conn.fetchrow("select * from public.calls where id = $1", call_id)
-        turns = await conn.fetch(
-            "select role, text, idx, voice_to_voice_ms from public.call_turns"
-            " where call_id = $1 order by idx",
-            call_id,
-        )
-    finally:
-        await conn.close()
-    assert row is not None
-    return {**dict(row), "turns": [dict(t) for t in turns]}
-
-
-def _wait_ended(db_url: str, call_id: uuid.UUID, timeout: float = 30.0) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        call = asyncio.run(_call(db_url, call_id))
-        if call["status"] in ("completed", "failed") or time.monotonic() > deadline:
-            return call
-        time.sleep(0.2)
 
 
 def _in_ns(netns: Namespace, fn: Callable[[], Awaitable[T]]) -> T:
@@ -132,31 +84,14 @@ def test_browser_peer_hears_the_answer_and_the_call_is_recorded(
     speak: Callable[[str], Path],
     transcribe: Callable[[Path], str],
 ) -> None:
-    org_id, agent_id, key = asyncio.run(_seed(db_url, AGENT))
-    ns_process(
-        [".venv/bin/python", "-m", "tests.fakes.serve", "--port", str(LLM_PORT),
-         "--rule", "check=" + ANSWER],
-        name="llm",
-        ready_log="ready",
-    )  # fmt: skip
-    env = {
-        "DATABASE_URL": db_url,
-        "PARLEY_DATA_DIR": str(tmp_path / "data"),
-        "OPENAI_API_KEY": "test-key",
-        "LIVEKIT_URL": "",  # embedded mode, whatever the environment says
-    }
-    api = ns_process(
-        [".venv/bin/parley", "serve", "--host", "10.213.0.1", "--port", str(API_PORT)],
-        name="api",
-        env=env,
-        ready_url=f"{API}/healthz",
-        timeout=60,
-    )
+    seeded = asyncio.run(seed(db_url, clinic_agent(LLM_PORT)))
+    start_fake_llm(ns_process, LLM_PORT)
+    api = start_api(ns_process, parley_env(db_url, tmp_path), API_PORT)
     out = ns_client(
         "tests.livekit.clients.p2p_caller",
-        ["--api", API, "--agent-id", str(agent_id), "--wav", str(speak(QUESTION)),
+        ["--api", API, "--agent-id", str(seeded.agent_id), "--wav", str(speak(QUESTION)),
          "--out", str(tmp_path / "heard.wav"), "--expect-greeting", "--hang-up"],
-        env={"PARLEY_TEST_API_KEY": key},
+        env={"PARLEY_TEST_API_KEY": seeded.key},
         timeout=180,
     )  # fmt: skip
     session = out["session"]
@@ -192,12 +127,7 @@ def test_browser_peer_hears_the_answer_and_the_call_is_recorded(
     ]  # fmt: skip
     assert latency and latency[0]["voice_to_voice_ms"] is not None, types
 
-    call = _wait_ended(db_url, uuid.UUID(session["call_id"]))
-    assert call["status"] == "completed" and call["end_reason"] == "user_left", call
-    assert call["org_id"] == org_id and call["direction"] == "web"
-    assert call["answered_at"] is not None and call["ended_at"] >= call["answered_at"]
-    roles = [(t["role"], t["text"]) for t in call["turns"]]
-    assert roles[0] == ("assistant", AGENT["greeting"]), roles
+    roles = check_hung_up(wait_call_ended(db_url, session["call_id"]), seeded)
     assert any(r == "user" and "check" in t.lower() for r, t in roles), roles
     assert any(r == "assistant" and "eighty" in t.lower() for r, t in roles), roles
     # A finished call takes no new offer.
@@ -205,7 +135,7 @@ def test_browser_peer_hears_the_answer_and_the_call_is_recorded(
         "POST",
         f"{API}{session['offer_url']}",
         json_body={"sdp": "v=0\r\n", "type": "offer"},
-        headers={"Authorization": f"Bearer {key}"},
+        headers={"Authorization": f"Bearer {seeded.key}"},
     )
     assert status == 409 and body["error"]["code"] == "conflict", body
     assert "Traceback" not in api.log()
@@ -234,18 +164,13 @@ def _settings(tmp_path: Path) -> Settings:
 
 
 async def _new_call(db_url: str) -> tuple[uuid.UUID, uuid.UUID]:
-    org, agent_id, _ = await _seed(db_url, QUIET_AGENT)
-    conn = await connect(db_url)
-    try:
-        call_id = await conn.fetchval(
-            "insert into public.calls (org_id, agent_id, direction, room_name)"
-            " values ($1, $2, 'web', 'web-p2p') returning id",
-            org,
-            agent_id,
-        )
-    finally:
-        await conn.close()
-    return call_id, org
+    seeded = await seed(db_url, QUIET_AGENT)
+    sql = (
+        "insert into public.calls (org_id, agent_id, direction, room_name)"
+        " values ($1, $2, 'web', 'web-p2p') returning id"
+    )
+    rows = await query(db_url, sql, seeded.org_id, seeded.agent_id)
+    return rows[0]["id"], seeded.org_id
 
 
 def test_peer_that_never_connects_fails_the_call(
@@ -274,7 +199,7 @@ def test_peer_that_never_connects_fails_the_call(
             reason = await asyncio.wait_for(task, 60)  # includes loading Piper
             took = time.monotonic() - started
             assert not calls.has(call_id)
-            return {"reason": reason, "took": took, "call": await _call(db_url, call_id)}
+            return {"reason": reason, "took": took, "call": await call_rows(db_url, call_id)}
         finally:
             await client.close()
             await calls.close()
@@ -327,9 +252,9 @@ def test_shutdown_cancels_calls_and_failures_fail_the_call(
                 "crash_reason": crash_reason,
                 "took": took,
                 "left": len(calls) + len(crashy),
-                "waiting": await _call(db_url, waiting),
-                "unavailable": await _call(db_url, unavailable),
-                "crashed": await _call(db_url, crashing),
+                "waiting": await call_rows(db_url, waiting),
+                "unavailable": await call_rows(db_url, unavailable),
+                "crashed": await call_rows(db_url, crashing),
             }
         finally:
             for c in clients:

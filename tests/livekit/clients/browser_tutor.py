@@ -18,10 +18,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
-import wave
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,7 +27,8 @@ from urllib.parse import urlsplit
 import numpy as np
 from playwright.sync_api import Page, sync_playwright
 
-RATE = 48000
+from tests.livekit.clients.common import RATE, emit, log, read_wav_48k, write_wav_48k
+
 CHROMIUM = "/usr/bin/chromium"
 # Records every change of the page's state attributes, with its time (ms since navigation).
 RECORDER = """
@@ -63,28 +62,11 @@ SNAPSHOT = """() => ({
 })"""
 
 
-def log(*parts: object) -> None:
-    print(*parts, file=sys.stderr, flush=True)
-
-
 def fake_mic(speech: Path, lead_secs: float, tail_secs: float, out: Path) -> Path:
     """48 kHz mono: silence, the speech, silence (Chromium plays it once: ``%noloop``)."""
-    with wave.open(str(speech)) as w:
-        rate, channels = w.getframerate(), w.getnchannels()
-        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
-    if channels > 1:
-        pcm = pcm.reshape(-1, channels).mean(axis=1).astype(np.int16)
-    if rate != RATE:
-        x = np.arange(0, len(pcm), rate / RATE)
-        pcm = np.interp(x, np.arange(len(pcm)), pcm).astype(np.int16)
     silence = np.zeros(int(RATE * lead_secs), dtype=np.int16)
     after = np.zeros(int(RATE * tail_secs), dtype=np.int16)
-    with wave.open(str(out), "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(RATE)
-        w.writeframes(np.concatenate([silence, pcm, after]).tobytes())
-    return out
+    return write_wav_48k(out, np.concatenate([silence, read_wav_48k(speech), after]))
 
 
 def wait(page: Page, script: str, timeout_s: float, what: str) -> float:
@@ -213,7 +195,7 @@ def main() -> None:
     )
     parser.add_argument("--tail-secs", type=float, default=60.0)
     args = parser.parse_args()
-    print(json.dumps(run(args)))
+    emit(run(args))
 
 
 if __name__ == "__main__":

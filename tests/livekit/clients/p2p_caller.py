@@ -25,7 +25,6 @@ import os
 import re
 import sys
 import time
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -34,32 +33,15 @@ import httpx
 import numpy as np
 from aiortc import MediaStreamTrack, RTCPeerConnection, RTCSessionDescription
 
-RATE = 48000
-FRAME = RATE // 50  # 20 ms
-VOICED_DBFS = -45.0
-
-
-def log(*parts: object) -> None:
-    print(*parts, file=sys.stderr, flush=True)
-
-
-def dbfs(samples: np.ndarray) -> float:
-    if samples.size == 0:
-        return -120.0
-    rms = float(np.sqrt(np.mean((samples.astype(np.float64) / 32768.0) ** 2)))
-    return 20 * float(np.log10(max(rms, 1e-6)))
-
-
-def read_wav_48k(path: Path) -> np.ndarray:
-    with wave.open(str(path)) as w:
-        rate, ch = w.getframerate(), w.getnchannels()
-        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
-    if ch > 1:
-        pcm = pcm.reshape(-1, ch).mean(axis=1).astype(np.int16)
-    if rate != RATE:
-        x = np.arange(0, len(pcm), rate / RATE)
-        pcm = np.interp(x, np.arange(len(pcm)), pcm).astype(np.int16)
-    return pcm
+from tests.livekit.clients.common import (
+    FRAME,
+    RATE,
+    Recorder,
+    add_conversation_args,
+    emit,
+    log,
+    read_wav_48k,
+)
 
 
 class Microphone(MediaStreamTrack):
@@ -93,11 +75,11 @@ class Microphone(MediaStreamTrack):
         return frame
 
 
-class Recorder:
-    """The agent's audio (48 kHz mono) with arrival times."""
+class TrackRecorder(Recorder):
+    """The agent's audio from an aiortc track, resampled to 48 kHz mono."""
 
     def __init__(self) -> None:
-        self.frames: list[tuple[float, np.ndarray]] = []
+        super().__init__()
         self._resampler = av.AudioResampler(format="s16", layout="mono", rate=RATE)
 
     async def consume(self, track: MediaStreamTrack) -> None:
@@ -107,33 +89,7 @@ class Recorder:
             except Exception:  # MediaStreamError: the track ended
                 return
             for f in self._resampler.resample(frame):
-                self.frames.append((time.monotonic(), f.to_ndarray().reshape(-1).copy()))
-
-    def first_voiced_after(self, t: float) -> float | None:
-        return next((at for at, p in self.frames if at > t and dbfs(p) > VOICED_DBFS), None)
-
-    def last_voiced(self) -> float | None:
-        voiced = [at for at, p in self.frames if dbfs(p) > VOICED_DBFS]
-        return voiced[-1] if voiced else None
-
-    async def wait_quiet(self, after: float, quiet_secs: float, limit_secs: float) -> bool:
-        """Wait until the agent spoke after ``after`` and then was quiet for ``quiet_secs``."""
-        deadline = time.monotonic() + limit_secs
-        while time.monotonic() < deadline:
-            start, last = self.first_voiced_after(after), self.last_voiced()
-            if start is not None and last is not None and time.monotonic() - last > quiet_secs:
-                return True
-            await asyncio.sleep(0.05)
-        return False
-
-    def write(self, path: Path, since: float) -> None:
-        pcm = [p for at, p in self.frames if at >= since]
-        data = np.concatenate(pcm) if pcm else np.zeros(0, dtype=np.int16)
-        with wave.open(str(path), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(RATE)
-            w.writeframes(data.tobytes())
+                self.add(f.to_ndarray().reshape(-1).copy())
 
 
 def candidate_addresses(sdp: str) -> list[str]:
@@ -152,7 +108,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         mic = Microphone()
         pc.addTrack(mic)
         channel = pc.createDataChannel("rtvi")
-        rec = Recorder()
+        rec = TrackRecorder()
         messages: list[dict[str, Any]] = []
         tasks: list[asyncio.Task[Any]] = []
         connected = asyncio.Event()
@@ -209,15 +165,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         nominated = pc.sctp.transport.transport._connection._nominated  # aioice's selected pairs
         out["selected"] = [f"{p.local_addr[0]} -> {p.remote_addr[0]}" for p in nominated.values()]
         if args.expect_greeting:
-            await rec.wait_quiet(began, 0.8, args.greeting_wait)
-            greet = rec.first_voiced_after(began)
-            out["greeting_ms"] = None if greet is None else round((greet - began) * 1000)
+            _, out["greeting_ms"] = await rec.heard_after(began, 0.8, args.greeting_wait)
         asked = time.monotonic()
         spoke_until = mic.say(read_wav_48k(Path(args.wav)))
         await asyncio.sleep(max(0.0, spoke_until - time.monotonic()))
-        out["reply_heard"] = await rec.wait_quiet(spoke_until, 1.2, args.reply_wait)
-        reply = rec.first_voiced_after(spoke_until)
-        out["voice_to_voice_ms"] = None if reply is None else round((reply - spoke_until) * 1000)
+        heard = await rec.heard_after(spoke_until, 1.2, args.reply_wait)
+        out["reply_heard"], out["voice_to_voice_ms"] = heard
         # The latency server-message follows the reply's turn record: give it a moment.
         await asyncio.sleep(0.5)
         rec.write(Path(args.out), asked)
@@ -234,15 +187,10 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser()
     p.add_argument("--api", required=True)
     p.add_argument("--agent-id", required=True)
-    p.add_argument("--wav")
-    p.add_argument("--out")
-    p.add_argument("--expect-greeting", action="store_true")
-    p.add_argument("--greeting-wait", type=float, default=30.0)
-    p.add_argument("--reply-wait", type=float, default=30.0)
-    p.add_argument("--hang-up", action="store_true")
+    add_conversation_args(p, required=False, greeting_wait=30.0)
     p.add_argument("--no-answer", action="store_true")
     return p.parse_args(argv)
 
 
 if __name__ == "__main__":
-    print(json.dumps(asyncio.run(main(parse(sys.argv[1:])))), flush=True)
+    emit(asyncio.run(main(parse(sys.argv[1:]))))

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
-import wave
 from pathlib import Path
 from typing import Any
 
@@ -24,72 +22,23 @@ import httpx
 import numpy as np
 from livekit import rtc
 
-RATE = 48000
-FRAME = RATE // 50  # 20 ms
-VOICED_DBFS = -45.0
+from tests.livekit.clients.common import (
+    FRAME,
+    RATE,
+    Recorder,
+    add_conversation_args,
+    emit,
+    read_wav_48k,
+)
 
 
-def dbfs(samples: np.ndarray) -> float:
-    if samples.size == 0:
-        return -120.0
-    rms = float(np.sqrt(np.mean((samples.astype(np.float64) / 32768.0) ** 2)))
-    return 20 * np.log10(max(rms, 1e-6))
-
-
-def read_wav_48k(path: Path) -> np.ndarray:
-    with wave.open(str(path)) as w:
-        rate, ch = w.getframerate(), w.getnchannels()
-        pcm = np.frombuffer(w.readframes(w.getnframes()), dtype=np.int16)
-    if ch > 1:
-        pcm = pcm.reshape(-1, ch).mean(axis=1).astype(np.int16)
-    if rate != RATE:
-        x = np.arange(0, len(pcm), rate / RATE)
-        pcm = np.interp(x, np.arange(len(pcm)), pcm).astype(np.int16)
-    return pcm
-
-
-class Recorder:
-    """Agent audio with arrival times; voiced stretches found by energy."""
-
-    def __init__(self) -> None:
-        self.frames: list[tuple[float, np.ndarray]] = []
-        self.rate = RATE
+class RoomRecorder(Recorder):
+    """The agent's audio from a room's track, as 48 kHz mono."""
 
     async def consume(self, track: rtc.Track) -> None:
         stream = rtc.AudioStream(track, sample_rate=RATE, num_channels=1)
         async for ev in stream:
-            pcm = np.frombuffer(ev.frame.data, dtype=np.int16).copy()
-            self.frames.append((time.monotonic(), pcm))
-
-    def first_voiced_after(self, t: float) -> float | None:
-        for at, pcm in self.frames:
-            if at > t and dbfs(pcm) > VOICED_DBFS:
-                return at
-        return None
-
-    def last_voiced(self) -> float | None:
-        voiced = [at for at, pcm in self.frames if dbfs(pcm) > VOICED_DBFS]
-        return voiced[-1] if voiced else None
-
-    async def wait_quiet(self, after: float, quiet_secs: float, limit_secs: float) -> bool:
-        """Wait until the agent spoke after ``after`` and then was quiet for ``quiet_secs``."""
-        deadline = time.monotonic() + limit_secs
-        while time.monotonic() < deadline:
-            start = self.first_voiced_after(after)
-            last = self.last_voiced()
-            if start is not None and last is not None and time.monotonic() - last > quiet_secs:
-                return True
-            await asyncio.sleep(0.05)
-        return False
-
-    def write(self, path: Path, since: float) -> None:
-        pcm = [p for at, p in self.frames if at >= since]
-        data = np.concatenate(pcm) if pcm else np.zeros(0, dtype=np.int16)
-        with wave.open(str(path), "wb") as w:
-            w.setnchannels(1)
-            w.setsampwidth(2)
-            w.setframerate(RATE)
-            w.writeframes(data.tobytes())
+            self.add(np.frombuffer(ev.frame.data, dtype=np.int16).copy())
 
 
 async def web_session(api: str, key: str, agent_id: str) -> dict[str, Any]:
@@ -124,7 +73,7 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         out["session"] = {k: session.get(k) for k in ("call_id", "mode", "room")}
         url, token = session["url"], session["token"]
     question = read_wav_48k(Path(args.wav))
-    rec = Recorder()
+    rec = RoomRecorder()
     room = rtc.Room()
     tasks: list[asyncio.Task[None]] = []
     agent_joined = asyncio.Event()
@@ -147,19 +96,15 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     mic = asyncio.create_task(speak(source, np.zeros(0, dtype=np.int16), args.greeting_wait))
     await asyncio.wait_for(agent_joined.wait(), 30)
     if args.expect_greeting:
-        await rec.wait_quiet(joined, 0.8, args.greeting_wait)
-        greet = rec.first_voiced_after(joined)
-        out["greeting_ms"] = None if greet is None else round((greet - joined) * 1000)
+        _, out["greeting_ms"] = await rec.heard_after(joined, 0.8, args.greeting_wait)
     mic.cancel()
     asked = time.monotonic()
     await speak(source, question, 0.0)
     spoke_until = time.monotonic()
     # Silence after the question, while waiting for the reply.
     mic = asyncio.create_task(speak(source, np.zeros(0, dtype=np.int16), args.reply_wait))
-    got = await rec.wait_quiet(spoke_until, 1.2, args.reply_wait)
-    reply = rec.first_voiced_after(spoke_until)
-    out["reply_heard"] = got
-    out["voice_to_voice_ms"] = None if reply is None else round((reply - spoke_until) * 1000)
+    heard = await rec.heard_after(spoke_until, 1.2, args.reply_wait)
+    out["reply_heard"], out["voice_to_voice_ms"] = heard
     rec.write(Path(args.out), asked)
     out["frames"] = len(rec.frames)
     mic.cancel()
@@ -177,15 +122,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--api")
     p.add_argument("--key")
     p.add_argument("--agent-id")
-    p.add_argument("--wav", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--expect-greeting", action="store_true")
-    p.add_argument("--greeting-wait", type=float, default=15.0)
-    p.add_argument("--reply-wait", type=float, default=30.0)
-    p.add_argument("--hang-up", action="store_true")
+    add_conversation_args(p, required=True, greeting_wait=15.0)
     return p.parse_args(argv)
 
 
 if __name__ == "__main__":
-    result = asyncio.run(main(parse(sys.argv[1:])))
-    print(json.dumps(result))
+    emit(asyncio.run(main(parse(sys.argv[1:]))))

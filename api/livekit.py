@@ -118,19 +118,8 @@ async def dispatch_agent(
     req = CreateAgentDispatchRequest(
         agent_name=agent_name, room=room, metadata=json.dumps(metadata)
     )
-    try:
-        async with lk.LiveKitAPI(
-            creds.url,
-            creds.key,
-            creds.secret,
-            timeout=aiohttp.ClientTimeout(total=timeout_secs),
-            failover=False,
-        ) as client:
-            dispatch = await client.agent_dispatch.create_dispatch(req)
-    except (aiohttp.ClientError, TimeoutError, OSError) as err:
-        raise LiveKitUnavailable(f"LiveKit server unreachable ({type(err).__name__})") from err
-    except lk.ServerError as err:
-        raise LiveKitUnavailable(f"LiveKit refused the dispatch ({err.code})") from err
+    async with _client(creds, timeout_secs) as client:
+        dispatch = await client.agent_dispatch.create_dispatch(req)
     return str(dispatch.id)
 
 
@@ -160,14 +149,16 @@ async def delete_room(creds: Credentials, room: str) -> None:
 
 
 @asynccontextmanager
-async def _client(creds: Credentials) -> AsyncIterator[lk.LiveKitAPI]:
+async def _client(
+    creds: Credentials, timeout_secs: float = DISPATCH_TIMEOUT_SECS
+) -> AsyncIterator[lk.LiveKitAPI]:
     """A server API client whose failures all become :class:`LiveKitUnavailable`."""
     try:
         async with lk.LiveKitAPI(
             creds.url,
             creds.key,
             creds.secret,
-            timeout=aiohttp.ClientTimeout(total=DISPATCH_TIMEOUT_SECS),
+            timeout=aiohttp.ClientTimeout(total=timeout_secs),
             failover=False,
         ) as client:
             yield client

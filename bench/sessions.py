@@ -21,7 +21,7 @@ A step passes when every session answered, no reply had an underrun and the p50 
 is within ``--v2v-bound-ms``. Every process runs inside a network namespace the bench creates
 (``tests/netns.py``).
 
-Run: ``.venv/bin/python bench/sessions.py`` (~12 min); ``--quick`` for a smoke run (~2 min,
+Run: ``.venv/bin/python bench/sessions.py`` (~10 min); ``--quick`` for a smoke run (~2 min,
 exit status 1 if a session never answered).
 """
 
@@ -200,7 +200,7 @@ async def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
             await asyncio.sleep(3.0)  # idle processes warm up
             side.extra["idle_tree"] = tree_size(side.worker.pid) if side.worker else 0
         print(
-            f"machine: 2 cores expected, {__import__('os').cpu_count()} seen; "
+            f"machine: 2 cores expected, {os.cpu_count()} seen; "
             f"ladder {args.ladder}; window {args.window:.0f} s",
             flush=True,
         )

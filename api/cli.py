@@ -17,6 +17,7 @@ import typer
 from api.keys import new_key
 from parley import log
 from parley.db import connect, database_url, describe_database, migrate, stop_embedded
+from parley.db.cli import UrlOpt
 from parley.db.embedded import embedded_dir
 from parley.db.settings import DatabaseSettings
 from parley.errors import ParleyError
@@ -32,17 +33,6 @@ keys_app = typer.Typer(
 @keys_app.callback()
 def _keys() -> None:
     """API keys of an organization."""  # a group even with one command: `keys create`
-
-
-UrlOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--database-url",
-        envvar="DATABASE_URL",
-        show_envvar=True,
-        help="postgresql://user:password@host:5432/db (default: the embedded Postgres).",
-    ),
-]
 
 
 class OrgError(ParleyError):

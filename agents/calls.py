@@ -82,9 +82,6 @@ class CallStore:
             metadata=json.loads(metadata) if isinstance(metadata, str) else dict(metadata),
         )
 
-    async def mark_ringing(self, call: CallContext) -> bool:
-        return await self._move(call, "ringing", ("created",))
-
     async def mark_in_progress(self, call: CallContext) -> bool:
         """The caller is connected: in_progress, stamping started/answered once."""
         moved = await self.pool.fetchval(
@@ -121,17 +118,6 @@ class CallStore:
                 end_reason,
             )
         return str(written) if written is not None else None
-
-    async def _move(self, call: CallContext, to: str, from_: tuple[str, ...]) -> bool:
-        moved = await self.pool.fetchval(
-            "update public.calls set status = $3 where id = $1 and org_id = $2"
-            " and status = any($4::text[]) returning true",
-            call.call_id,
-            call.org_id,
-            to,
-            list(from_),
-        )
-        return bool(moved)
 
     async def write_turn(self, call: CallContext, turn: Turn) -> None:
         lat = turn.latency

@@ -53,7 +53,6 @@ async def run_call(
     audio_out_rate: int = 24000,
     rtvi: bool = False,
     connect_timeout_secs: float = CONNECT_TIMEOUT_SECS,
-    on_session: Any = None,
 ) -> str:
     """Serve the call until it ends; return the end reason (also written to the call row)."""
     with logger.contextualize(call_id=str(call.call_id)):
@@ -76,8 +75,6 @@ async def run_call(
             if call.agent.greeting and prepare is not None:
                 # Ready before the caller arrives: the greeting then starts at once.
                 session.add_timer(prepare(call.agent.greeting))
-            if on_session is not None:
-                on_session(session)
             logger.info(f"call started: agent {call.agent.name!r}, providers {session.providers}")
             await session.run(greet=False)
             reason = session.end_reason

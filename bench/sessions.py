@@ -121,7 +121,10 @@ async def run_step(
     window_file.write_text(json.dumps({"start": window_start, "end": window_end}))
     await asyncio.sleep(max(0.0, window_start - time.time()))
     t0, before = time.monotonic(), snapshot()
+    profiler = _profile(side.worker.pid, args, f"{side.name}-n{n}") if args.profile else None
     await asyncio.sleep(max(0.0, window_end - time.time()))
+    if profiler is not None:
+        await asyncio.to_thread(profiler.wait, 60)
     t1, after = time.monotonic(), snapshot()
     rss = tree_rss_mb(side.worker.pid)
     wall = t1 - t0
@@ -218,6 +221,54 @@ async def bench(args: argparse.Namespace) -> list[dict[str, Any]]:
     return steps
 
 
+def _profile(worker_pid: int, args: argparse.Namespace, name: str) -> Any:
+    """py-spy on the busiest process of the worker's tree (the job process) for the window."""
+    import shutil
+    import subprocess
+
+    tree = [psutil.Process(worker_pid), *psutil.Process(worker_pid).children(recursive=True)]
+    first = {p.pid: sum(p.cpu_times()[:2]) for p in tree}
+    time.sleep(1.0)  # the busiest now, not the one that loaded the models
+    busiest = max(tree, key=lambda p: sum(p.cpu_times()[:2]) - first[p.pid])
+    args.profile.mkdir(parents=True, exist_ok=True)
+    out = args.profile / f"{name}.txt"
+    spy = shutil.which("py-spy") or str(Path(PYTHON).parent / "py-spy")
+    argv = [spy, "record", "--pid", str(busiest.pid), "--duration", str(int(args.window) - 2)]
+    argv += ["--format", "raw", "--output", str(out), "--rate", "200", "--nonblocking"]
+    print(f"  profiling pid {busiest.pid} -> {out}", flush=True)
+    threads_before = _thread_cpu(busiest.pid)
+    spy = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    class Profiler:
+        def wait(self, timeout: float) -> None:
+            spy.wait(timeout)
+            after = _thread_cpu(busiest.pid)
+            per_name: dict[str, float] = {}
+            for tid, (name, cpu) in after.items():
+                used = cpu - threads_before.get(tid, (name, 0.0))[1]
+                per_name[name] = per_name.get(name, 0.0) + used / (args.window - 2)
+            top = sorted(per_name.items(), key=lambda kv: -kv[1])
+            out.with_suffix(".threads.json").write_text(json.dumps(top, indent=1))
+            print("  threads (cores):", ", ".join(f"{k} {v:.3f}" for k, v in top[:12]), flush=True)
+
+    return Profiler()
+
+
+def _thread_cpu(pid: int) -> dict[int, tuple[str, float]]:
+    """CPU seconds of each thread of ``pid`` (from /proc), by thread id, with its name."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    found: dict[int, tuple[str, float]] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:
+            continue
+        name = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        found[int(task.name)] = (name, (int(fields[11]) + int(fields[12])) / ticks)
+    return found
+
+
 def parse() -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else "")
     ap.add_argument("--ladder", default="1,2,4,6", help="session counts, comma separated")
@@ -235,6 +286,7 @@ def parse() -> argparse.Namespace:
     )
     ap.add_argument("--v2v-bound-ms", type=float, default=2000.0)
     ap.add_argument("--json", type=Path, default=None, help="write every step here")
+    ap.add_argument("--profile", type=Path, default=None, help="py-spy the job process here")
     ap.add_argument("--quick", action="store_true", help="smoke run: N = 2, 10 s windows")
     args = ap.parse_args()
     if args.quick:

@@ -17,7 +17,6 @@ from typing import Any
 
 import httpx
 from loguru import logger
-from pipecat.audio.vad.silero import SileroVADAnalyzer
 from pipecat.audio.vad.vad_analyzer import VADParams
 from pipecat.frames.frames import EndFrame, TTSSpeakFrame
 from pipecat.pipeline.pipeline import Pipeline
@@ -43,6 +42,7 @@ from pipecat.workers.runner import WorkerRunner
 
 from parley.config import AgentConfig, TurnTaking
 from pipelines import catalog
+from pipelines.input_audio import stop_input_audio_after
 from pipelines.knowledge.retrieve import Retriever, install_knowledge
 from pipelines.parts import Parts
 from pipelines.registry import Services
@@ -50,6 +50,7 @@ from pipelines.speech_text import FirstClauseAggregator
 from pipelines.tools import register_tools, tools_schema
 from pipelines.transcript import LatencyObserver, TranscriptRecorder, TurnSink
 from pipelines.ui import UiEvents
+from pipelines.vad import GatedSileroVAD
 
 AUDIO_IN_RATE = 16000
 
@@ -160,7 +161,7 @@ def build_session(
     aggregators = LLMContextAggregatorPair(
         context,
         user_params=LLMUserAggregatorParams(
-            vad_analyzer=SileroVADAnalyzer(params=VADParams(stop_secs=agent.turns.vad_stop_secs)),
+            vad_analyzer=GatedSileroVAD(params=VADParams(stop_secs=agent.turns.vad_stop_secs)),
             user_turn_strategies=turn_strategies(agent.turns),
         ),
     )
@@ -190,6 +191,7 @@ def build_session(
         context=context,
         recorder=recorder,
     )
+    stop_input_audio_after(processors, parts.user)
     pipeline = Pipeline(processors)
     worker = PipelineWorker(
         pipeline,
@@ -200,6 +202,10 @@ def build_session(
         ),
         observers=[latency, *(observers or [])],
         idle_timeout_secs=agent.idle_timeout_secs,
+        # Turns are recorded by our own recorder and LatencyObserver; Pipecat's turn tracker
+        # only feeds its OpenTelemetry tracing, and as an observer it is handed every frame
+        # every processor handles (50+ per second per processor on the audio path).
+        enable_turn_tracking=False,
         cancel_on_idle_timeout=False,
         enable_rtvi=rtvi,
     )

@@ -25,6 +25,8 @@ from livekit.agents import AgentServer, JobContext, JobExecutorType, JobProcess
 from loguru import logger
 
 from agents.calls import CallNotFound, CallStore
+from agents.livekit import call_loop, room_guard
+from agents.livekit.call_loop import CallLoop
 from agents.runner import run_call
 from parley import log
 from parley.config import AgentConfig
@@ -90,6 +92,7 @@ def prewarm_process(proc: JobProcess) -> None:
     settings = get_settings()
     log.configure(settings.log_level, settings.log_json)
     logging.getLogger("livekit.agents").addFilter(_NoConnectWarning())
+    room_guard.install()
     started = time.perf_counter()
     from pipecat.audio.vad.silero import SileroVADAnalyzer
 
@@ -110,19 +113,25 @@ def _import_cloud_services() -> None:
 
     for name in (
         "pipelines.services.openai.llm",
+        "pipelines.services.openai.tts",
+        # The OpenAI SDK imports its resources on first use: 0.3–2.9 s on a call's loop.
+        "openai.resources.chat.completions.completions",
+        "openai.resources.audio.transcriptions",
+        "openai.resources.audio.speech",
+        "anyio._backends._asyncio",
         "pipelines.services.groq.llm",
         "pipelines.services.groq.stt",
         "pipelines.services.deepgram.stt",
-        "pipecat.transports.livekit.transport",
+        "agents.livekit.transport",
     ):
         # A missing extra only makes its provider unavailable.
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
 
 
-async def run_job(ctx: JobContext) -> None:
-    """One call: load it, join the room as the pipeline, serve until it ends."""
-    settings = get_settings()
+async def run_job(ctx: JobContext, calls: CallLoop | None = None) -> None:
+    """One call: load it, join the room as the pipeline, serve until it ends. With ``calls``
+    (``--threads``) the call runs on the process's shared call loop."""
     room = ctx.job.room.name
     try:
         req = JobRequestData.parse(ctx.job.metadata)
@@ -130,27 +139,44 @@ async def run_job(ctx: JobContext) -> None:
         logger.error(f"job {ctx.job.id} in room {room} rejected: {err}")
         ctx.shutdown("bad_metadata")
         return
+    reason = "error"
+    try:
+        serve = serve_call(req, room, f"parley-{ctx.job.id}", str(ctx.job.id))
+        reason = await (calls.run(serve) if calls is not None else serve)
+    finally:
+        ctx.shutdown(reason)
+
+
+async def run_job_on_call_loop(ctx: JobContext) -> None:
+    """``--threads``: the job thread hands its call to the process's shared call loop."""
+    await run_job(ctx, call_loop.shared())
+
+
+async def serve_call(req: JobRequestData, room: str, identity: str, job_id: str) -> str:
+    """The call in ``room`` as participant ``identity``; returns its end reason."""
+    settings = get_settings()
     from parley.db import database_url
 
     pool = await create_pool(await database_url(settings), min_size=1, max_size=3)
-    reason = "error"
     try:
         store = CallStore(pool)
         try:
             call = await store.load(req.call_id, req.org_id)
         except CallNotFound as err:
-            logger.error(f"job {ctx.job.id}: {err}")
-            return
+            logger.error(f"job {job_id}: {err}")
+            return "error"
         if call.status not in ("created", "ringing"):
             # Taken too late: the API already gave up on it (its room is being deleted).
-            logger.warning(f"job {ctx.job.id}: call {call.call_id} is {call.status}; leaving")
-            return
-        from pipecat.transports.livekit.transport import LiveKitParams, LiveKitTransport
+            logger.warning(f"job {job_id}: call {call.call_id} is {call.status}; leaving")
+            return "error"
+        from pipecat.transports.livekit.transport import LiveKitParams
+
+        from agents.livekit.transport import ParleyLiveKitTransport
 
         assert settings.livekit_url
-        transport = LiveKitTransport(
+        transport = ParleyLiveKitTransport(
             url=settings.livekit_url,
-            token=agent_token(settings, room, f"parley-{ctx.job.id}"),
+            token=agent_token(settings, room, identity),
             room_name=room,
             params=LiveKitParams(
                 audio_in_enabled=True,
@@ -160,7 +186,7 @@ async def run_job(ctx: JobContext) -> None:
                 audio_in_user_tracks=False,
             ),
         )
-        reason = await run_call(
+        return await run_call(
             store,
             call,
             transport,
@@ -170,7 +196,6 @@ async def run_job(ctx: JobContext) -> None:
         )
     finally:
         await pool.close()
-        ctx.shutdown(reason)
 
 
 class JobLoad:
@@ -191,12 +216,14 @@ def build_server(
     threads: bool = False,
     health_port: int = 0,
 ) -> AgentServer:
-    """``threads``: jobs share one process (less memory, one GIL) instead of one each."""
+    """``threads``: calls share one process and one event loop (``agents/livekit/call_loop.py``)
+    instead of a process each: far less CPU and memory per call, but one crash ends them all."""
     if not settings.livekit_enabled:
         raise ConfigError(
             "the worker needs LIVEKIT_URL, LIVEKIT_API_KEY and LIVEKIT_API_SECRET "
             "(fix: export them; `docker compose up` sets them for you)"
         )
+    room_guard.install()  # thread jobs share this process: one panic would end every call
     server = AgentServer(
         ws_url=settings.livekit_url,
         api_key=settings.livekit_api_key,
@@ -211,7 +238,9 @@ def build_server(
         # livekit-agents' health endpoint (GET /): 0 = a free port, so workers can share a host.
         port=health_port,
     )
-    server.rtc_session(run_job, agent_name=settings.livekit_agent_name)
+    # Module-level entrypoints: the process pool pickles them.
+    entrypoint = run_job_on_call_loop if threads else run_job
+    server.rtc_session(entrypoint, agent_name=settings.livekit_agent_name)
     return server
 
 

@@ -39,6 +39,7 @@ as root they fail instead, since CI must run them.
 
 from __future__ import annotations
 
+import itertools
 import os
 import shutil
 from collections.abc import Callable, Iterator, Sequence
@@ -124,6 +125,7 @@ def ns_client(netns: Namespace, tmp_path: Path) -> Iterator[Callable[..., Any]]:
     Each run's stderr is kept in the test's tmp dir (``logs/client-N.log``) and shown on failure.
     """
     names: list[str] = []
+    numbers = itertools.count(1)
 
     def _run(
         module_or_script: str | os.PathLike[str],
@@ -131,10 +133,10 @@ def ns_client(netns: Namespace, tmp_path: Path) -> Iterator[Callable[..., Any]]:
         env: dict[str, str] | None = None,
         timeout: float = 60.0,
     ) -> Any:
-        name = f"client-{len(names) + 1}"
+        name = f"client-{next(numbers)}"  # next() is atomic: clients may run from threads
+        names.append(name)
         log_path = tmp_path / "logs" / f"{name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        names.append(name)
         ACTIVE_LOGS[name] = log_path
         return run_in_ns(netns, module_or_script, args, env, timeout, log_path=log_path)
 

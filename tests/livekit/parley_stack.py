@@ -172,12 +172,18 @@ def start_api(ns_process: NsFactory, env: dict[str, str], port: int = API_PORT) 
 
 
 def start_worker(
-    ns_process: NsFactory, env: dict[str, str], *, max_jobs: int = 2, prewarm: bool = True
+    ns_process: NsFactory,
+    env: dict[str, str],
+    *,
+    max_jobs: int = 2,
+    prewarm: bool = True,
+    threads: bool = False,
 ) -> NsProcess:
     """``parley worker`` registered with LiveKit; with ``prewarm``, also once its idle job
     process has loaded the models (so a call's timing is not the models' loading)."""
+    argv = [".venv/bin/parley", "worker", "--max-jobs", str(max_jobs), "--idle-processes", "1"]
     worker = ns_process(
-        [".venv/bin/parley", "worker", "--max-jobs", str(max_jobs), "--idle-processes", "1"],
+        [*argv, *(["--threads"] if threads else [])],
         name="worker",
         env=env,
         ready_log="registered worker",

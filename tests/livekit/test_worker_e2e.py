@@ -13,6 +13,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -133,3 +134,39 @@ def test_a_full_worker_takes_no_more_jobs(
     calls = {str(r["id"]): (r["status"], r["end_reason"]) for r in rows}
     assert calls[first["call_id"]] == ("created", None)
     assert ("failed", "no_agent") in calls.values(), calls
+
+
+def test_threads_worker_serves_two_calls_at_once(
+    livekit_stack: LiveKitStack,
+    ns_process: Callable[..., NsProcess],
+    ns_client: Callable[..., Any],
+    db_url: str,
+    tmp_path: Path,
+    speak: Callable[[str], Path],
+    transcribe: Callable[[Path], str],
+) -> None:
+    """``--threads``: both calls run on the worker process's one call loop, at the same time,
+    and each caller hears its own answer."""
+    seeded = asyncio.run(seed(db_url, clinic_agent(LLM_PORT)))
+    env = parley_env(db_url, tmp_path, livekit_stack, agent_name="threads-agent")
+    start_fake_llm(ns_process, LLM_PORT)
+    start_api(ns_process, env)
+    worker = start_worker(ns_process, env, threads=True)
+
+    def call(n: int) -> Any:
+        args = ["--api", API, "--key", seeded.key, "--agent-id", str(seeded.agent_id),
+                "--wav", str(speak(QUESTION)), "--out", str(tmp_path / f"heard-{n}.wav"),
+                "--hang-up"]  # fmt: skip
+        return ns_client("tests.livekit.clients.room_caller", args, timeout=150)
+
+    with ThreadPoolExecutor(2) as pool:
+        outs = list(pool.map(call, range(2)))
+    assert all(out["reply_heard"] for out in outs), outs
+    for n in range(2):
+        heard = transcribe(tmp_path / f"heard-{n}.wav").lower()
+        assert "eighty" in heard or "80" in heard, heard
+    calls = [wait_call_ended(db_url, out["session"]["call_id"], timeout=20) for out in outs]
+    assert [c["status"] for c in calls] == ["completed", "completed"], calls
+    # One worker process served both: its jobs ran as threads, never as new processes.
+    assert worker.log().count("received job request") == 2, worker.log_tail()
+    assert "Traceback" not in worker.log(), worker.log_tail()

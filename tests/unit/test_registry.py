@@ -116,16 +116,18 @@ def test_pipeline_assembly_per_provider_combination(
     transport = FileTransport(CallerScript([]))
     session = build_session(agent, transport, services)
     procs = session.pipeline.processors
-    # Between the pipeline's own source and sink: in → STT → user agg → LLM → TTS → out → agg.
+    # Between the pipeline's own source and sink: in → STT → user agg → (input audio stops)
+    # → LLM → text → TTS → out → agg.
     core = [p for p in procs if type(p).__name__ not in ("PipelineSource", "PipelineSink")]
-    assert len(core) == 8, [type(p).__name__ for p in procs]
-    assert isinstance(core[1], classes[0]) and isinstance(core[3], classes[1])
-    assert type(core[4]).__name__ == "LLMTextProcessor"
-    assert isinstance(core[5], classes[2])
+    assert len(core) == 9, [type(p).__name__ for p in procs]
+    assert isinstance(core[1], classes[0]) and isinstance(core[4], classes[1])
+    assert type(core[3]).__name__ == "InputAudioStop"
+    assert type(core[5]).__name__ == "LLMTextProcessor"
+    assert isinstance(core[6], classes[2])
     assert type(core[0]).__name__ == "FileInputTransport"
     assert type(core[2]).__name__ == "LLMUserAggregator"
-    assert type(core[6]).__name__ == "FileOutputTransport"
-    assert type(core[7]).__name__ == "LLMAssistantAggregator"
+    assert type(core[7]).__name__ == "FileOutputTransport"
+    assert type(core[8]).__name__ == "LLMAssistantAggregator"
     tools = session.context.tools
     assert [t.name for t in tools.standard_tools] == ["end_call"]  # type: ignore[union-attr]
 

@@ -73,8 +73,12 @@ class Parley(Side):
             "greeting": None,
             "stt": {"provider": "groq"},
             "llm": {"provider": "openai", "base_url": f"{self.fakes_url}/v1", "model": "fake"},
-            # bench/sessions_parley.py swaps the local TTS entry for the simulated one
-            "tts": {"provider": "local"},
+            "tts": {
+                "provider": "openai",
+                "base_url": f"{self.fakes_url}/v1",
+                "model": "tts-1",
+                "voice": "alloy",
+            },
         }
 
     def start(self) -> NsProcess:

@@ -48,8 +48,12 @@ class LLMChoice(_Strict):
 
 
 class TTSChoice(_Strict):
-    provider: Literal["auto", "local"] = "auto"
+    provider: Literal["auto", "local", "openai"] = "auto"
     voice: str | None = Field(None, description="Provider voice; None picks the provider default.")
+    model: str | None = Field(None, description="Provider model; None picks the provider default.")
+    base_url: AnyHttpUrl | None = Field(
+        None, description="OpenAI-compatible /v1/audio/speech server (Kokoro-FastAPI, Speaches)."
+    )
     options: dict[str, Any] = Field(default_factory=dict)
 
 

@@ -25,6 +25,7 @@ from pipelines.services.base import Kind, ProviderEntry
 AUTO_ORDER: dict[Kind, tuple[str, ...]] = {
     "stt": ("deepgram", "groq", "local"),
     "llm": ("groq", "openai", "local"),
+    # An OpenAI key or URL often serves only chat (Ollama, vLLM), so TTS ``openai`` is opt-in.
     "tts": ("local",),
 }
 

@@ -5,6 +5,7 @@ from .cloud import FakeCloud
 from .deepgram_api import DeepgramOptions, DeepgramSession
 from .openai_api import TranscriptionCall
 from .script import ParallelToolCalls, Reply, Rule, Script, TextReply, ToolCallReply
+from .speech_api import SpeechCall, SpeechOptions, Synthesizer
 
 __all__ = [
     "DeepgramOptions",
@@ -14,6 +15,9 @@ __all__ = [
     "Reply",
     "Rule",
     "Script",
+    "SpeechCall",
+    "SpeechOptions",
+    "Synthesizer",
     "TextReply",
     "ToolCallReply",
     "Transcriber",

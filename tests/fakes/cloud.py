@@ -14,7 +14,9 @@ Routes (all on ``127.0.0.1:<port>``):
 * ``POST /v1/chat/completions``, ``GET /v1/models``, ``POST /v1/audio/transcriptions``
   (OpenAI-compatible: OpenAI, Ollama, vLLM ...);
 * the same under ``/openai/v1`` with Groq's flavour (``x_groq`` ids, Groq errors);
-* websocket ``/v1/listen`` (Deepgram live STT, see :mod:`tests.fakes.deepgram_api`).
+* websocket ``/v1/listen`` (Deepgram live STT, see :mod:`tests.fakes.deepgram_api`);
+* ``POST /v1/audio/speech`` (OpenAI-compatible TTS) when ``speech=SpeechOptions(...)`` is given
+  (see :mod:`tests.fakes.speech_api`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from .audio import Transcriber, fixed_transcriber
 from .deepgram_api import DeepgramListen, DeepgramOptions, DeepgramSession
 from .openai_api import OpenAICompatAPI, Provider, TranscriptionCall
 from .script import Script
+from .speech_api import SpeechAPI, SpeechCall, SpeechOptions
 
 
 class FakeCloud:
@@ -47,6 +50,8 @@ class FakeCloud:
             for Deepgram); ``None`` accepts any key. ``openai_api_key``,
             ``groq_api_key`` and ``deepgram`` (``DeepgramOptions.api_key``) override it.
         deepgram: Deepgram endpoint tunables (endpointing, VAD threshold, idle timeout).
+        speech: Serve OpenAI's ``/v1/audio/speech`` with this audio and pacing; each
+            request lands in ``speech_calls``.
     """
 
     def __init__(
@@ -58,6 +63,7 @@ class FakeCloud:
         openai_api_key: str | None = None,
         groq_api_key: str | None = None,
         deepgram: DeepgramOptions | None = None,
+        speech: SpeechOptions | None = None,
     ) -> None:
         self.script = script if script is not None else Script()
         self.api_key = api_key
@@ -67,6 +73,8 @@ class FakeCloud:
         self.transcriptions: list[TranscriptionCall] = []
         self.deepgram_sessions: list[DeepgramSession] = []
         self.deepgram_options = deepgram or DeepgramOptions(api_key=api_key)
+        self.speech = speech
+        self.speech_calls: list[SpeechCall] = []
         self._providers = [
             Provider("/v1", "openai", openai_api_key or api_key, self.transcriptions),
             Provider("/openai/v1", "groq", groq_api_key or api_key, self.transcriptions),
@@ -82,6 +90,8 @@ class FakeCloud:
             routes += OpenAICompatAPI(provider, self.script, self.transcribe).routes()
         listen = DeepgramListen(self.deepgram_options, self.transcribe, self.deepgram_sessions)
         routes.append(WebSocketRoute("/v1/listen", listen.endpoint))
+        if self.speech is not None:
+            routes += SpeechAPI(self._providers[0], self.speech, self.speech_calls).routes()
         return routes
 
     # -- addresses ---------------------------------------------------------------------------

@@ -104,7 +104,14 @@ def worker(
     idle_processes: Annotated[
         int, typer.Option(help="Prewarmed job processes kept ready.", min=0)
     ] = 2,
-    threads: Annotated[bool, typer.Option(help="Run calls as threads of one process.")] = False,
+    threads: Annotated[
+        bool | None,
+        typer.Option(
+            help="All calls in this process, on one event loop: far less CPU and memory per "
+            "call (docs/benchmarks.md), but one crash ends every call of the worker. "
+            "Default: PARLEY_WORKER_THREADS (false).",
+        ),
+    ] = None,
     health_port: Annotated[
         int, typer.Option(help="HTTP health check port (GET /); 0 = any free port.", min=0)
     ] = 0,
@@ -123,7 +130,7 @@ def worker(
             s,
             max_jobs=max_jobs,
             idle_processes=idle_processes,
-            threads=threads,
+            threads=s.worker_threads if threads is None else threads,
             health_port=health_port,
         )
     except ParleyError as err:

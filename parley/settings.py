@@ -37,6 +37,8 @@ class Settings(BaseSettings):
     )
     # Workers register under this name; the API dispatches jobs to it explicitly.
     livekit_agent_name: str = "parley-agent"
+    # `parley worker` runs its calls as threads on one event loop (see agents/livekit/call_loop.py)
+    worker_threads: bool = False
 
     @property
     def livekit_enabled(self) -> bool:

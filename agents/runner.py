@@ -21,6 +21,14 @@ from pipelines.registry import Services, build_services
 
 # The caller must connect within this long after the runtime is ready, or the call fails.
 CONNECT_TIMEOUT_SECS = 60.0
+# Fired by transports that learn that the caller can receive the agent's audio before they
+# report ``on_client_connected``. LiveKit: the caller's subscription to the agent's track is live
+# 10–150 ms before the room announces the caller, which it does at once only when the caller
+# publishes a track (others wait for the server's 3 s participant-update batch). The greeting
+# starts on whichever comes first, after a grace here: the caller's client may attach its player
+# up to ~50 ms after the subscription is live, and audio that arrives before is never played.
+CALLER_LISTENING = "on_caller_listening"
+LISTENING_GRACE_SECS = 0.06
 
 
 def knowledge_retriever(store: CallStore, call: CallContext) -> Retriever | None:
@@ -59,7 +67,10 @@ async def run_call(
         session: VoiceSession | None = None
         reason = "error"
         try:
-            services = services or build_services(call.agent, settings)
+            # Off the loop: building clients loads TLS contexts and models (~0.2 s of CPU), and
+            # with `--threads` this loop carries every other call's audio.
+            if services is None:
+                services = await asyncio.to_thread(build_services, call.agent, settings)
             extra: dict[str, Any] = {"rtvi": True} if rtvi else {}
             session = build_session(
                 call.agent,
@@ -71,6 +82,9 @@ async def run_call(
                 **extra,
             )
             _follow_caller(store, call, transport, session, connect_timeout_secs)
+            if call.direction == "web":
+                # A phone line may be subscribed while it still rings: greet it on answer only.
+                _greet_when_listening(transport, session)
             prepare = getattr(services.tts, "prepare", None)
             if call.agent.greeting and prepare is not None:
                 # Ready before the caller arrives: the greeting then starts at once.
@@ -111,7 +125,7 @@ def _follow_caller(
         first = not connected.is_set()
         connected.set()
         if first:
-            await session.greet()
+            await session.greet()  # unless it already started (on_caller_listening)
             await store.mark_in_progress(call)
 
     async def _disconnected(_t: Any, _client: Any) -> None:
@@ -129,3 +143,15 @@ def _follow_caller(
     transport.add_event_handler("on_client_connected", _connected)
     transport.add_event_handler("on_client_disconnected", _disconnected)
     session.add_timer(_watch_connect())
+
+
+def _greet_when_listening(transport: BaseTransport, session: VoiceSession) -> None:
+    # Only transports that registered the event fire it (adding a handler to others warns).
+    if CALLER_LISTENING not in transport._event_handlers:
+        return
+
+    async def _listening(_t: Any, *_args: Any) -> None:
+        await asyncio.sleep(LISTENING_GRACE_SECS)
+        await session.greet()
+
+    transport.add_event_handler(CALLER_LISTENING, _listening)

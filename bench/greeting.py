@@ -10,6 +10,8 @@ caller joins, and its clock runs from ``connect()`` returning to the first voice
 
 Floor, in the same run: a participant already in a room streams a tone and a newcomer times
 its first voiced frame the same way (``bench/greeting_floor.py``): what LiveKit itself needs.
+And the floor for the greeting's last leg: an idle publisher starts speaking just after a
+newcomer joined, timed from its first write to the newcomer's first voiced frame.
 """
 
 from __future__ import annotations
@@ -92,10 +94,12 @@ def main(rounds: int) -> None:
         worker = start_worker(spawn, env)
         wav = _question_wav(workdir)
 
-        floor = run_in_ns(ns, ROOT / "bench/greeting_floor.py", ["--rounds", str(rounds)],
-                          env=stack.env(), timeout=120)["floor_ms"]  # fmt: skip
+        floors = run_in_ns(ns, ROOT / "bench/greeting_floor.py", ["--rounds", str(rounds)],
+                           env=stack.env(), timeout=180)  # fmt: skip
+        floor, start_floor = floors["floor_ms"], floors["start_ms"]
         greetings: list[float] = []
         v2v: list[float] = []
+        accelerated: list[float] = []
         for n in range(rounds):
             # Each call uses up its job process; wait for the pool's next prewarmed one.
             while worker.log().count("job process ready") < n + 1:
@@ -107,8 +111,13 @@ def main(rounds: int) -> None:
             greetings.append(float(out["greeting_ms"]))
             if out.get("voice_to_voice_ms") is not None:
                 v2v.append(float(out["voice_to_voice_ms"]))
-            print(f"round {n + 1}: greeting {out['greeting_ms']} ms, "
-                  f"voice-to-voice {out.get('voice_to_voice_ms')} ms", flush=True)  # fmt: skip
+            jitter = out.get("greeting_jitter") or {}
+            if "accelerated_ms" in jitter:
+                accelerated.append(float(jitter["accelerated_ms"]))
+            print(f"round {n + 1}: greeting {out['greeting_ms']} ms "
+                  f"(onset {out.get('greeting_onset_dbfs')} dBFS), "
+                  f"voice-to-voice {out.get('voice_to_voice_ms')} ms, jitter buffer {jitter}",
+                  flush=True)  # fmt: skip
         ready = [float(m) for m in re.findall(r"agent in the room after (\d+) ms", api.log())]
     finally:
         for proc in reversed(procs):
@@ -119,8 +128,10 @@ def main(rounds: int) -> None:
     print()
     print(f"{'measure (median of ' + str(rounds) + ')':<52} {'ms':>8}")
     print(f"{'floor: newcomer hears a publisher already there':<52} {f:>8}")
+    print(f"{'floor: newcomer hears a publisher start speaking':<52} {_median(start_floor):>8}")
     print(f"{'Parley: caller joins -> first greeting audio':<52} {g:>8}   ({g / f:.2f}x floor)")
     print(f"{'  worst round':<52} {max(greetings):>8}")
+    print(f"{'  audio the caller sped past to drain its buffer':<52} {_median(accelerated):>8}")
     print(f"{'POST /v1/sessions/web -> agent in the room':<52} {_median(ready):>8}")
     print(f"{'voice-to-voice (end of question -> reply audio)':<52} {_median(v2v):>8}")
 

@@ -2,7 +2,12 @@
 
 Runs inside the bench's network namespace (LIVEKIT_* in the environment). A publisher joins
 and streams a tone; then a listener joins ``--rounds`` times and times, from its
-``connect()`` returning, the first voiced frame it receives. Prints the list as JSON.
+``connect()`` returning, the first voiced frame it receives (``floor_ms``).
+
+``start_ms``: what an agent's greeting is up against instead. A publisher's source is idle
+(LiveKit sends silence), a listener joins, and ``--start-after`` seconds later the publisher
+writes a tone as Pipecat writes speech (24 kHz, 40 ms chunks into a 1 s source queue); timed
+from the first write to the listener's first voiced frame. Prints both lists as JSON.
 """
 
 from __future__ import annotations
@@ -57,7 +62,45 @@ async def listen_once(url: str, room_name: str, n: int) -> float:
     return (at - joined) * 1000
 
 
-async def main(rounds: int) -> list[float]:
+async def start_once(url: str, n: int, start_after: float) -> float:
+    """One fresh room: an idle publisher, a listener, then speech (see the module doc)."""
+    rate, chunk = 24000, 960
+    room_name = f"start-{n}"
+    pub = rtc.Room()
+    await pub.connect(url, token(f"speaker-{n}", room_name))
+    source = rtc.AudioSource(rate, 1, queue_size_ms=1000)
+    track = rtc.LocalAudioTrack.create_audio_track("voice", source)
+    options = rtc.TrackPublishOptions(source=rtc.TrackSource.SOURCE_MICROPHONE)
+    await pub.local_participant.publish_track(track, options)
+    await asyncio.sleep(1.0)
+    listener = rtc.Room()
+    heard: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+    started = 0.0
+
+    async def consume(t: rtc.Track) -> None:
+        async for ev in rtc.AudioStream(t, sample_rate=RATE, num_channels=1):
+            pcm = np.frombuffer(ev.frame.data, dtype=np.int16)
+            if started and not heard.done() and dbfs(pcm) > VOICED_DBFS:
+                heard.set_result(time.monotonic())
+
+    tasks: list[asyncio.Task[None]] = []
+    listener.on("track_subscribed", lambda t, *_: tasks.append(asyncio.create_task(consume(t))))
+    await listener.connect(url, token(f"newcomer-{n}", room_name))
+    await asyncio.sleep(start_after)
+    t = np.arange(rate) / rate
+    tone = (0.3 * 32767 * np.minimum(1.0, t / 0.02) * np.sin(2 * np.pi * 300 * t)).astype(np.int16)
+    started = time.monotonic()
+    for i in range(0, len(tone), chunk):
+        await source.capture_frame(rtc.AudioFrame(tone[i : i + chunk].tobytes(), rate, 1, chunk))
+    at = await asyncio.wait_for(heard, 5)
+    for task in tasks:
+        task.cancel()
+    await listener.disconnect()
+    await pub.disconnect()
+    return (at - started) * 1000
+
+
+async def main(rounds: int, start_after: float) -> dict[str, list[float]]:
     url, _, _ = server()
     room = rtc.Room()
     await room.connect(url, token("publisher", "floor"))
@@ -71,10 +114,14 @@ async def main(rounds: int) -> list[float]:
     stop.set()
     await tone
     await room.disconnect()
-    return out
+    starts = [round(await start_once(url, n, start_after), 1) for n in range(rounds)]
+    return {"floor_ms": out, "start_ms": starts}
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser()
     p.add_argument("--rounds", type=int, default=8)
-    emit({"floor_ms": asyncio.run(main(p.parse_args().rounds))})
+    # About when the greeting's first audio is written in bench/greeting.py.
+    p.add_argument("--start-after", type=float, default=0.15)
+    args = p.parse_args()
+    emit(asyncio.run(main(args.rounds, args.start_after)))

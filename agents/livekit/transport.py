@@ -14,11 +14,13 @@ with the square of the calls sharing a worker process.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from livekit import rtc
 from livekit.rtc._ffi_client import FfiClient
 from pipecat.frames.frames import InputAudioRawFrame
+from pipecat.processors.frame_processor import FrameProcessorSetup
 from pipecat.transports.livekit.transport import (
     LiveKitInputTransport,
     LiveKitTransport,
@@ -57,6 +59,20 @@ def _ready(transport: LiveKitInputTransport | None) -> bool:
 
 class _Client(LiveKitTransportClient):
     direct_input: LiveKitInputTransport | None = None
+    on_listening: Callable[[], Coroutine[Any, Any, None]] | None = None
+
+    async def setup(self, setup: FrameProcessorSetup) -> None:
+        first = self._task_manager is None  # the input and the output transport both call it
+        await super().setup(setup)
+        if first:
+            # Sent once the first subscriber (the caller) can receive our track: earlier than
+            # the caller's announcement, which never comes for 3 s if the caller publishes
+            # nothing (livekit-server batches announcements of non-publishers).
+            self.room.on("local_track_subscribed", self._local_track_subscribed)
+
+    def _local_track_subscribed(self, _track: rtc.LocalTrack) -> None:
+        if self.on_listening is not None and self._task_manager is not None:
+            self._task_manager.create_task(self.on_listening(), f"{self}::on_listening")
 
     async def _process_audio_stream(
         self, audio_stream: rtc.AudioStream, participant_id: str
@@ -91,7 +107,11 @@ class ParleyLiveKitTransport(LiveKitTransport):
         super().__init__(*args, **kwargs)
         # Same object, narrower audio path: the room's event handlers were bound in __init__
         # and stay as they are.
-        self._client.__class__ = _Client
+        client = self._client
+        client.__class__ = _Client
+        assert isinstance(client, _Client)
+        self._register_event_handler("on_caller_listening")  # see agents/runner.py
+        client.on_listening = lambda: self._call_event_handler("on_caller_listening")
 
     def input(self) -> LiveKitInputTransport:
         transport = super().input()

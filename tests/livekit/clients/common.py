@@ -68,6 +68,27 @@ async def ice_report(room: rtc.Room) -> dict[str, list[str]]:
     return {"candidates": sorted(set(addresses.values())), "selected": selected}
 
 
+async def jitter_report(room: rtc.Room) -> dict[str, float]:
+    """The receiving side's view of the remote audio so far (WebRTC inbound-rtp stats): network
+    jitter, the jitter buffer's average delay and target (ms), and audio dropped to catch up."""
+    stats = await room.get_rtc_stats()
+    # Either list: a single peer connection may carry both directions.
+    for entry in [*stats.subscriber_stats, *stats.publisher_stats]:
+        if entry.WhichOneof("stats") != "inbound_rtp":
+            continue
+        rtp = entry.inbound_rtp
+        if rtp.stream.kind != "audio":
+            continue
+        inbound, emitted = rtp.inbound, max(1, rtp.inbound.jitter_buffer_emitted_count)
+        return {
+            "jitter_ms": round(rtp.received.jitter * 1000, 1),
+            "buffer_ms": round(inbound.jitter_buffer_delay / emitted * 1000, 1),
+            "target_ms": round(inbound.jitter_buffer_target_delay / emitted * 1000, 1),
+            "accelerated_ms": round(inbound.removed_samples_for_acceleration / RATE * 1000, 1),
+        }
+    return {}
+
+
 def log(*parts: object) -> None:
     print(*parts, file=sys.stderr, flush=True)
 

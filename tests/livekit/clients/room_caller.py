@@ -27,7 +27,9 @@ from tests.livekit.clients.common import (
     RATE,
     Recorder,
     add_conversation_args,
+    dbfs,
     emit,
+    jitter_report,
     read_wav_48k,
 )
 
@@ -97,6 +99,12 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     await asyncio.wait_for(agent_joined.wait(), 30)
     if args.expect_greeting:
         _, out["greeting_ms"] = await rec.heard_after(joined, 0.8, args.greeting_wait)
+        # A greeting heard from its start ramps up from near silence (below -70 dBFS); one whose
+        # start was lost (sent before this client could play it) jumps in loud.
+        out["greeting_onset_dbfs"] = next(
+            (round(d, 1) for at, p in rec.frames if at > joined and (d := dbfs(p)) > -100), None
+        )
+        out["greeting_jitter"] = await jitter_report(room)
     mic.cancel()
     asked = time.monotonic()
     await speak(source, question, 0.0)

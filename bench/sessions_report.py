@@ -101,9 +101,9 @@ def best(steps: list[dict[str, Any]], side: str) -> dict[str, Any] | None:
 def print_report(steps: list[dict[str, Any]], v2v_bound_ms: float) -> None:
     print(
         "\n| side | N | worker cores | CPU ms/s per session | sessions/core | server cores "
-        "| callers cores | v2v p50 / p90 | underruns | late frames | no reply | pass |"
+        "| callers cores | other load | v2v p50 / p90 | underruns | late frames | no reply | pass |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in sorted(steps, key=lambda s: (s["n"], s["side"])):
         c = s["cores"]
         print(

@@ -156,7 +156,7 @@ def test_threads_worker_serves_two_calls_at_once(
     def call(n: int) -> Any:
         args = ["--api", API, "--key", seeded.key, "--agent-id", str(seeded.agent_id),
                 "--wav", str(speak(QUESTION)), "--out", str(tmp_path / f"heard-{n}.wav"),
-                "--hang-up"]  # fmt: skip
+                "--expect-greeting", "--hang-up"]  # fmt: skip
         return ns_client("tests.livekit.clients.room_caller", args, timeout=150)
 
     with ThreadPoolExecutor(2) as pool:

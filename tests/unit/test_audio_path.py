@@ -32,8 +32,18 @@ def _states(vad: VADAnalyzer, pcm: bytes) -> list[VADState]:
     return [vad._run_analyzer(pcm[i : i + FRAME]) for i in range(0, len(pcm), FRAME)]
 
 
-def _changes(states: list[VADState]) -> list[tuple[int, VADState]]:
-    return [(i, s) for i, s in enumerate(states) if i == 0 or s != states[i - 1]]
+def _segments(states: list[VADState]) -> list[tuple[int, int]]:
+    """(first frame, last frame) of each stretch the VAD committed to as speech: SPEAKING up
+    to its return to QUIET (a STOPPING that turns back into SPEAKING stays inside)."""
+    found: list[tuple[int, int]] = []
+    start: int | None = None
+    for i, state in enumerate(states):
+        if state == VADState.SPEAKING and start is None:
+            start = i
+        elif state == VADState.QUIET and start is not None:
+            found.append((start, i))
+            start = None
+    return found
 
 
 def test_gated_vad_hears_speech_like_silero_and_skips_silence(
@@ -44,11 +54,14 @@ def test_gated_vad_hears_speech_like_silero_and_skips_silence(
     hiss = (rng.normal(0, 8, RATE * 2)).astype(np.int16).tobytes()  # ~-72 dBFS line noise
     pcm = bytes(RATE * 2) + speech + hiss + speech + bytes(RATE * 2)
     params = VADParams(stop_secs=0.4)
-    plain = _changes(_states(SileroVADAnalyzer(params=params), pcm))
+    plain = _segments(_states(SileroVADAnalyzer(params=params), pcm))
     gated_vad = GatedSileroVAD(params=params)
-    gated = _changes(_states(gated_vad, pcm))
-    assert gated == plain  # the same transitions on the same frames
-    assert any(s == VADState.SPEAKING for _, s in gated)
+    gated = _segments(_states(gated_vad, pcm))
+    # The same turns, starting and ending within two frames (40 ms) of Pipecat's analyzer: the
+    # model restarts after a skipped stretch, so its scores inside speech may differ slightly.
+    assert len(gated) == len(plain) == 2, (gated, plain)
+    for (a0, a1), (b0, b1) in zip(gated, plain, strict=True):
+        assert abs(a0 - b0) <= 2 and abs(a1 - b1) <= 2, (gated, plain)
     # 3 s of silence and 2 s of hiss: once the VAD said "quiet", those windows skip the model.
     quiet_windows = 5 * RATE // 512
     assert gated_vad.skipped >= 0.6 * quiet_windows, (gated_vad.skipped, gated_vad.windows)

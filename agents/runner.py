@@ -121,10 +121,12 @@ def _follow_caller(
 ) -> None:
     connected = asyncio.Event()
 
-    async def _connected(_t: Any, _client: Any) -> None:
+    async def _connected(_t: Any, client: Any) -> None:
         first = not connected.is_set()
         connected.set()
-        if first:
+        if first and call.direction != "outbound" and call.agent.greeting:
+            # (An outbound callee "joins" when its phone starts ringing.)
+            _report_greeting(transport, session, client)
             await session.greet()  # unless it already started (on_caller_listening)
             await store.mark_in_progress(call)
 
@@ -143,6 +145,28 @@ def _follow_caller(
     transport.add_event_handler("on_client_connected", _connected)
     transport.add_event_handler("on_client_disconnected", _disconnected)
     session.add_timer(_watch_connect())
+
+
+def _report_greeting(transport: BaseTransport, session: VoiceSession, client: Any) -> None:
+    """Log how long after the caller joined (the server's clock) the first audio went out."""
+    joined_at = getattr(transport, "joined_at", None)
+    # Pipecat's LiveKit transport passes {"id": identity} (as Daily does); others a string.
+    participant = client.get("id") if isinstance(client, dict) else client
+    joined = (
+        joined_at(participant) if callable(joined_at) and isinstance(participant, str) else None
+    )
+    if joined is None:
+        return
+
+    def _log(first_audio_at: float) -> None:
+        ms = round((first_audio_at - joined) * 1000)
+        logger.info(f"greeting started {ms} ms after the caller joined")
+
+    latency = session.latency
+    if latency.first_audio_at is not None:  # greeted on on_caller_listening, before this
+        _log(latency.first_audio_at)
+    else:
+        latency.on_first_audio = _log
 
 
 def _greet_when_listening(transport: BaseTransport, session: VoiceSession) -> None:

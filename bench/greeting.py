@@ -7,6 +7,8 @@ Redis, the API (``parley serve``), the worker (``parley worker``, prewarmed job 
 OpenAI-compatible LLM stand-in; STT and TTS are the local Whisper and Piper. Each round is a
 real web session: ``POST /v1/sessions/web`` (which returns once the agent is in its room), the
 caller joins, and its clock runs from ``connect()`` returning to the first voiced agent frame.
+The agent's side of it comes from the worker's log: from the caller's join time as the server
+records it (``joined_at``, ms) to the greeting's first audio frame handed to LiveKit.
 
 Floor, in the same run: a participant already in a room streams a tone and a newcomer times
 its first voiced frame the same way (``bench/greeting_floor.py``): what LiveKit itself needs.
@@ -119,6 +121,7 @@ def main(rounds: int) -> None:
                   f"voice-to-voice {out.get('voice_to_voice_ms')} ms, jitter buffer {jitter}",
                   flush=True)  # fmt: skip
         ready = [float(m) for m in re.findall(r"agent in the room after (\d+) ms", api.log())]
+        started = [float(m) for m in re.findall(r"greeting started (-?\d+) ms after", worker.log())]
     finally:
         for proc in reversed(procs):
             proc.stop()
@@ -131,6 +134,8 @@ def main(rounds: int) -> None:
     print(f"{'floor: newcomer hears a publisher start speaking':<52} {_median(start_floor):>8}")
     print(f"{'Parley: caller joins -> first greeting audio':<52} {g:>8}   ({g / f:.2f}x floor)")
     print(f"{'  worst round':<52} {max(greetings):>8}")
+    print(f"{'agent: caller joined (server) -> greeting starts':<52} {_median(started):>8}"
+          f"   (worst {max(started, default=float('nan'))}, {len(started)} rounds)")  # fmt: skip
     print(f"{'  audio the caller sped past to drain its buffer':<52} {_median(accelerated):>8}")
     print(f"{'POST /v1/sessions/web -> agent in the room':<52} {_median(ready):>8}")
     print(f"{'voice-to-voice (end of question -> reply audio)':<52} {_median(v2v):>8}")

@@ -44,6 +44,7 @@ from parley.config import AgentConfig, TurnTaking
 from pipelines import catalog
 from pipelines.input_audio import stop_input_audio_after
 from pipelines.knowledge.retrieve import Retriever, install_knowledge
+from pipelines.observer_fanout import keep_audio_out_of_observers
 from pipelines.parts import Parts
 from pipelines.registry import Services
 from pipelines.speech_text import FirstClauseAggregator
@@ -211,6 +212,7 @@ def build_session(
     )
     if ui is not None:
         ui.attach(worker)
+    keep_audio_out_of_observers(worker)
     session = VoiceSession(
         agent, pipeline, worker, context, recorder, latency, services.providers, http
     )

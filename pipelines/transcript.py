@@ -9,6 +9,7 @@ playing the reply (``voice_to_voice_ms``).
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
@@ -62,11 +63,18 @@ class LatencyObserver(BaseObserver):
         self._llm_ns: int | None = None
         self._tts_ns: int | None = None
         self.measurements: list[Latency] = []
+        # Wall-clock time (epoch s) of the call's first audio out, usually the greeting's.
+        self.first_audio_at: float | None = None
+        self.on_first_audio: Callable[[float], None] | None = None
 
     async def on_push_frame(self, data: FramePushed) -> None:
         if not data.first_push:
             return
         f, ts = data.frame, data.timestamp
+        if self.first_audio_at is None and isinstance(f, BotStartedSpeakingFrame):
+            self.first_audio_at = time.time()
+            if self.on_first_audio is not None:
+                self.on_first_audio(self.first_audio_at)
         if isinstance(f, VADUserStartedSpeakingFrame):
             self._stop_ns = None
         elif isinstance(f, VADUserStoppedSpeakingFrame):

@@ -113,6 +113,12 @@ class ParleyLiveKitTransport(LiveKitTransport):
         self._register_event_handler("on_caller_listening")  # see agents/runner.py
         client.on_listening = lambda: self._call_event_handler("on_caller_listening")
 
+    def joined_at(self, participant_id: str) -> float | None:
+        """When the server says ``participant_id`` joined (epoch seconds, ms precision)."""
+        participant = self._client.room.remote_participants.get(participant_id)
+        joined = participant.joined_at if participant is not None else None
+        return joined.timestamp() if joined is not None else None
+
     def input(self) -> LiveKitInputTransport:
         transport = super().input()
         if self._params.audio_in_user_tracks is False and isinstance(self._client, _Client):

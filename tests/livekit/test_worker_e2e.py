@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -95,6 +96,12 @@ def test_caller_hears_the_answer_and_the_call_is_recorded(
     sql = "select event from private.livekit_webhook_events where room_name = $1"
     events = [r["event"] for r in asyncio.run(query(db_url, sql, call["room_name"]))]
     assert {"room_started", "participant_joined"} <= set(events), events
+    # The agent reports when the greeting started against the server's join time (bench/greeting.py
+    # reads it): one call, one line, a sane number (the caller heard it within greeting_ms).
+    started = re.findall(r"call=(\S+) .*greeting started (-?\d+) ms after the caller joined",
+                         worker.log())  # fmt: skip
+    assert [c for c, _ in started] == [call_id], worker.log_tail()
+    assert 0 < int(started[0][1]) < 5000, started
     assert "Traceback" not in worker.log() and "Traceback" not in api.log()
 
 

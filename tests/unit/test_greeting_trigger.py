@@ -44,3 +44,55 @@ async def test_transports_without_the_signal_are_left_alone() -> None:
     handlers: dict[str, Any] = transport._event_handlers
     assert runner.CALLER_LISTENING not in handlers
     assert session.greeted_at == []
+
+
+class _JoinedTransport:
+    def __init__(self, joined: float) -> None:
+        self.joined = joined
+
+    def joined_at(self, participant_id: str) -> float | None:
+        return self.joined if participant_id == "caller" else None
+
+
+class _LatencySession:
+    def __init__(self) -> None:
+        from pipelines.transcript import LatencyObserver
+
+        self.latency = LatencyObserver()
+
+
+async def _first_audio(latency: Any) -> None:
+    from pipecat.frames.frames import BotStartedSpeakingFrame
+    from pipecat.observers.base_observer import FramePushed
+
+    frame = BotStartedSpeakingFrame()
+    data = FramePushed(source=None, destination=None, frame=frame, direction=None, timestamp=0)  # type: ignore[arg-type]
+    data.first_push = True
+    await latency.on_push_frame(data)
+
+
+async def test_greeting_start_is_logged_against_the_servers_join_time() -> None:
+    from loguru import logger
+
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(m.record["message"]), level="INFO")
+    try:
+        # Caller announced first, greeting audio after (a phone caller, a slow web caller).
+        session = _LatencySession()
+        joined = time.time() - 0.25
+        runner._report_greeting(_JoinedTransport(joined), session, "caller")  # type: ignore[arg-type]
+        await _first_audio(session.latency)
+        # Greeting audio first (greeted on on_caller_listening), announcement after.
+        early = _LatencySession()
+        await _first_audio(early.latency)
+        runner._report_greeting(_JoinedTransport(time.time() - 0.1), early, {"id": "caller"})  # type: ignore[arg-type]
+        # A participant the transport does not know: nothing to report.
+        unknown = _LatencySession()
+        runner._report_greeting(_JoinedTransport(joined), unknown, "someone")  # type: ignore[arg-type]
+        await _first_audio(unknown.latency)
+    finally:
+        logger.remove(sink)
+    reported = [int(m.split()[2]) for m in lines if m.startswith("greeting started")]
+    assert len(reported) == 2, lines
+    assert 240 <= reported[0] < 400
+    assert 90 <= reported[1] < 250

@@ -24,7 +24,9 @@ from parley.errors import ParleyError
 from pipelines.transcript import Turn, TurnSink
 
 # Reasons a call ends with status "failed" rather than "completed".
-FAILURE_REASONS = frozenset({"error", "cancelled", "connect_failed", "dispatch_failed"})
+FAILURE_REASONS = frozenset(
+    {"error", "cancelled", "connect_failed", "dispatch_failed", "no_agent", "never_joined"}
+)
 
 
 class CallNotFound(ParleyError):

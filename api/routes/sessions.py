@@ -9,6 +9,7 @@ import secrets
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from uuid import UUID, uuid4
 
 import asyncpg
@@ -45,12 +46,44 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     warm = None
     if st.settings.prewarm_models and not st.core.livekit_enabled:
         warm = asyncio.create_task(asyncio.to_thread(_prewarm_default, st.core))
+    sweeper = asyncio.create_task(_sweep_forever(st.pool))
     try:
         yield
     finally:
         if warm is not None:
             warm.cancel()
+        sweeper.cancel()
         await calls.close()
+
+
+# A web call nobody joined: past the join token's lifetime (LiveKit) nobody can join it any more,
+# and a peer-to-peer call whose page never sent its offer is just as dead. Without this such
+# rows would stay "created" for ever (the worker and the webhook only see calls that started).
+UNCLAIMED_AFTER = livekit.TOKEN_TTL + timedelta(minutes=5)
+SWEEP_EVERY_SECS = 60.0
+
+
+async def sweep_unclaimed_web_calls(pool: asyncpg.Pool, older_than: timedelta) -> int:
+    """Fail web calls still ``created`` after ``older_than`` (end reason ``never_joined``).
+    Idempotent and safe with several API instances: one conditional update."""
+    status = await pool.execute(
+        "update public.calls set status = 'failed', end_reason = 'never_joined', ended_at = now()"
+        " where direction = 'web' and status = 'created' and created_at < now() - $1::interval",
+        older_than,
+    )
+    swept = int(status.split()[-1])
+    if swept:
+        logger.info(f"{swept} web call(s) nobody joined marked failed")
+    return swept
+
+
+async def _sweep_forever(pool: asyncpg.Pool) -> None:
+    while True:
+        try:
+            await sweep_unclaimed_web_calls(pool, UNCLAIMED_AFTER)
+        except (asyncpg.PostgresError, OSError) as err:  # the database is back next round
+            logger.warning(f"sweeping unjoined web calls failed: {err}")
+        await asyncio.sleep(SWEEP_EVERY_SECS)
 
 
 def _prewarm_default(core: Settings) -> None:

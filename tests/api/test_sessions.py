@@ -215,3 +215,30 @@ async def test_openapi_documents_the_session_routes(api: httpx.AsyncClient) -> N
     assert {"200", "400", "404", "409"} <= set(offer["responses"])
     hook = doc["paths"]["/v1/livekit/webhook"]["post"]
     assert "security" not in hook  # LiveKit signs its deliveries; no Bearer credential
+
+
+async def test_web_calls_nobody_joined_are_swept_once(
+    api: httpx.AsyncClient, world: dict[str, Tenant], conn: asyncpg.Connection, db_url: str
+) -> None:
+    from api.routes.sessions import UNCLAIMED_AFTER, sweep_unclaimed_web_calls
+    from parley.db import create_pool
+
+    db_pool = await create_pool(db_url, min_size=1, max_size=1)
+    a = world["A"]
+    old = datetime.now(UTC) - UNCLAIMED_AFTER - timedelta(minutes=1)
+    stale = await insert_call(conn, a, created_at=old)
+    fresh = await insert_call(conn, a)  # its caller may still join
+    joined = await insert_call(conn, a, created_at=old, status="in_progress", started_at=old)
+    assert await sweep_unclaimed_web_calls(db_pool, UNCLAIMED_AFTER) == 1
+    assert await sweep_unclaimed_web_calls(db_pool, UNCLAIMED_AFTER) == 0  # idempotent
+    await db_pool.close()
+    rows = {r["id"]: r for r in await conn.fetch(
+        "select id, status, end_reason, ended_at from public.calls where id = any($1)",
+        [stale, fresh, joined],
+    )}  # fmt: skip
+    assert (rows[stale]["status"], rows[stale]["end_reason"]) == ("failed", "never_joined")
+    assert rows[stale]["ended_at"] is not None
+    assert rows[fresh]["status"] == "created" and rows[joined]["status"] == "in_progress"
+    # The API reports it like any other ended call.
+    r = await api.get(f"/v1/calls/{stale}", headers=a.key_headers())
+    assert r.status_code == 200 and r.json()["status"] == "failed", r.text

@@ -29,7 +29,6 @@ from agents.livekit import call_loop, room_guard
 from agents.livekit.call_loop import CallLoop
 from agents.runner import run_call
 from parley import log
-from parley.config import AgentConfig
 from parley.db import create_pool
 from parley.errors import ConfigError
 from parley.settings import Settings, get_settings
@@ -96,14 +95,19 @@ def prewarm_process(proc: JobProcess) -> None:
     started = time.perf_counter()
     from pipecat.audio.vad.silero import SileroVADAnalyzer
 
+    from agents.prewarm import agents_to_prewarm
     from pipelines.registry import prewarm
 
-    agent = AgentConfig(name="prewarm", system_prompt="prewarm")
-    providers = prewarm(agent, settings)
+    # The providers the stored agents use, not the defaults: a worker whose agents all talk
+    # through cloud providers loads no local model.
+    setups = [prewarm(agent, settings) for agent in agents_to_prewarm(settings)]
     SileroVADAnalyzer()  # loads the ONNX session once; later instances reuse the file cache
-    _import_cloud_services()
-    proc.userdata["providers"] = providers
-    logger.info(f"job process ready in {time.perf_counter() - started:.1f} s ({providers})")
+    if any(name != "local" for setup in setups for name in setup.values()):
+        _import_cloud_services()
+    from agents.livekit import transport  # noqa: F401  (imported on the call's loop otherwise)
+
+    proc.userdata["providers"] = setups
+    logger.info(f"job process ready in {time.perf_counter() - started:.1f} s ({setups})")
 
 
 def _import_cloud_services() -> None:
@@ -122,7 +126,6 @@ def _import_cloud_services() -> None:
         "pipelines.services.groq.llm",
         "pipelines.services.groq.stt",
         "pipelines.services.deepgram.stt",
-        "agents.livekit.transport",
     ):
         # A missing extra only makes its provider unavailable.
         with contextlib.suppress(ImportError):

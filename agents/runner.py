@@ -25,10 +25,13 @@ CONNECT_TIMEOUT_SECS = 60.0
 # report ``on_client_connected``. LiveKit: the caller's subscription to the agent's track is live
 # 10–150 ms before the room announces the caller, which it does at once only when the caller
 # publishes a track (others wait for the server's 3 s participant-update batch). The greeting
-# starts on whichever comes first, after a grace here: the caller's client may attach its player
-# up to ~50 ms after the subscription is live, and audio that arrives before is never played.
+# starts on the announcement, or on the subscription after a grace: a caller's client may attach
+# its player well after its subscription is live (once its own connect() returns, 30-250 ms
+# later under load) and audio sent before that is never played. A 60 ms grace still clipped the
+# start of 1 greeting in 20 and gained nothing measurable, so the subscription is only the
+# fallback for callers who publish nothing (who would otherwise wait 3 s).
 CALLER_LISTENING = "on_caller_listening"
-LISTENING_GRACE_SECS = 0.06
+LISTENING_GRACE_SECS = 1.0
 
 
 def knowledge_retriever(store: CallStore, call: CallContext) -> Retriever | None:

@@ -127,11 +127,13 @@ def _follow_caller(
     async def _connected(_t: Any, client: Any) -> None:
         first = not connected.is_set()
         connected.set()
-        if first and call.direction != "outbound" and call.agent.greeting:
+        if not first:
+            return
+        if call.direction != "outbound" and call.agent.greeting:
             # (An outbound callee "joins" when its phone starts ringing.)
             _report_greeting(transport, session, client)
-            await session.greet()  # unless it already started (on_caller_listening)
-            await store.mark_in_progress(call)
+        await session.greet()  # unless it already started (on_caller_listening)
+        await store.mark_in_progress(call)
 
     async def _disconnected(_t: Any, _client: Any) -> None:
         # Nobody is left to hear the rest: cancel rather than drain queued speech.

@@ -96,3 +96,60 @@ async def test_greeting_start_is_logged_against_the_servers_join_time() -> None:
     assert len(reported) == 2, lines
     assert 240 <= reported[0] < 400
     assert 90 <= reported[1] < 250
+
+
+class _Store:
+    def __init__(self) -> None:
+        self.in_progress = 0
+
+    async def mark_in_progress(self, _call: Any) -> None:
+        self.in_progress += 1
+
+
+class _Call:
+    def __init__(self, direction: str, greeting: str | None) -> None:
+        from parley.config import AgentConfig
+
+        self.direction = direction
+        self.agent = AgentConfig(name="a", system_prompt="p", greeting=greeting)
+
+
+class _FollowedSession(_Session):
+    def __init__(self) -> None:
+        super().__init__()
+        from pipelines.transcript import LatencyObserver
+
+        self.latency = LatencyObserver()
+        self.timers: list[asyncio.Task[None]] = []
+
+    def add_timer(self, coro: Any) -> None:
+        self.timers.append(asyncio.ensure_future(coro))
+
+
+class _ConnectTransport(_Transport):
+    def joined_at(self, _participant_id: str) -> float | None:
+        return time.time()
+
+
+async def test_every_call_goes_in_progress_when_the_caller_connects() -> None:
+    # With or without a greeting, whatever the direction, and only once.
+    for direction, greeting in [
+        ("web", "Hi"),
+        ("web", None),
+        ("outbound", "Hi"),
+        ("inbound", None),
+    ]:
+        store, session = _Store(), _FollowedSession()
+        transport = _ConnectTransport(early=False)
+        call = _Call(direction, greeting)
+        runner._follow_caller(store, call, transport, session, 5.0)  # type: ignore[arg-type]
+        await transport._call_event_handler("on_client_connected", {"id": "caller"})
+        await transport._call_event_handler("on_client_connected", {"id": "caller"})
+        await asyncio.sleep(0.05)
+        assert store.in_progress == 1, (direction, greeting)
+        assert len(session.greeted_at) == 1
+        # Only calls with a greeting that the caller joined themselves report its start.
+        reports = session.latency.on_first_audio is not None
+        assert reports == (direction != "outbound" and greeting is not None), (direction, greeting)
+        for t in session.timers:
+            t.cancel()

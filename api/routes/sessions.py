@@ -81,8 +81,8 @@ async def _sweep_forever(pool: asyncpg.Pool) -> None:
     while True:
         try:
             await sweep_unclaimed_web_calls(pool, UNCLAIMED_AFTER)
-        except (asyncpg.PostgresError, OSError) as err:  # the database is back next round
-            logger.warning(f"sweeping unjoined web calls failed: {err}")
+        except Exception as err:  # a janitor: it must outlive a database outage; next round
+            logger.warning(f"sweeping unjoined web calls failed: {type(err).__name__}: {err}")
         await asyncio.sleep(SWEEP_EVERY_SECS)
 
 

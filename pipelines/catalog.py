@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import importlib
 
+from parley.config import AgentConfig
 from parley.errors import ConfigError
+from parley.settings import Settings
 from pipelines import voice, voice_fillers
 from pipelines.parts import Graph
 
@@ -26,3 +28,8 @@ def graph(name: str) -> Graph:
         raise ConfigError(f"pipeline {name!r} is not a function taking Parts")
     graph_fn: Graph = found
     return graph_fn
+
+
+def stored_pipeline_problems(agent: AgentConfig, settings: Settings) -> list[str]:
+    """A stored config may only name a pipeline the operator registered."""
+    return []

@@ -16,6 +16,7 @@ from api.deps import Caller, Db, state
 from api.errors import ApiError, not_found
 from parley.config import AgentConfig
 from pipelines.knowledge.retrieve import PgRetriever
+from pipelines.policy import check_stored_agent
 
 router = APIRouter(prefix="/v1/agents", tags=["agents"])
 
@@ -61,7 +62,8 @@ _COLS = "id, config::text as config, created_at, updated_at"
 
 
 @router.post("", status_code=201, response_model=AgentOut)
-async def create_agent(config: AgentConfig, who: Caller, db: Db) -> AgentOut:
+async def create_agent(config: AgentConfig, who: Caller, db: Db, request: Request) -> AgentOut:
+    check_stored_agent(config, state(request).core)
     row = await db.fetchrow(
         f"insert into public.agents (org_id, config) values ($1, $2::jsonb) returning {_COLS}",
         who.org_id,
@@ -105,7 +107,10 @@ async def get_agent(agent_id: UUID, who: Caller, db: Db) -> AgentOut:
 
 
 @router.put("/{agent_id}", response_model=AgentOut)
-async def replace_agent(agent_id: UUID, config: AgentConfig, who: Caller, db: Db) -> AgentOut:
+async def replace_agent(
+    agent_id: UUID, config: AgentConfig, who: Caller, db: Db, request: Request
+) -> AgentOut:
+    check_stored_agent(config, state(request).core)
     row = await db.fetchrow(
         f"update public.agents set config = $3::jsonb where id = $1 and org_id = $2 "
         f"returning {_COLS}",

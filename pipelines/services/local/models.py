@@ -18,7 +18,9 @@ from typing import Any, TypeVar
 
 from loguru import logger
 
+from parley.config import AgentConfig
 from parley.errors import ProviderUnavailable
+from parley.settings import Settings
 
 DEFAULT_VOICE = "en_US-joe-medium"
 SMOLLM_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -82,3 +84,8 @@ def _close_all() -> None:
 
 def cpu_threads() -> int:
     return max(1, min(4, os.cpu_count() or 1))
+
+
+def catalogue_problems(agent: AgentConfig, settings: Settings) -> list[str]:
+    """Local models and voices are names from the installed catalogue, never paths or hub ids."""
+    return []

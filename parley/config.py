@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from uuid import UUID
@@ -14,6 +15,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -135,6 +137,31 @@ class AgentConfig(_Strict):
     max_duration_secs: int = Field(1800, ge=10, le=4 * 3600)
     idle_timeout_secs: int = Field(30, ge=5, le=600)
 
+    # Never serialised. ``trusted``: an agent file run by its own author (``parley talk``), which
+    # may read that author's environment (``${env.NAME}``) and reach their private network;
+    # configs stored through the API are untrusted. ``secrets``: the owning organization's
+    # secret values, bound by the runtime for ``${secrets.NAME}`` references.
+    _trusted: bool = PrivateAttr(False)
+    _secrets: Mapping[str, str] = PrivateAttr(default_factory=dict)
+
+    @property
+    def trusted(self) -> bool:
+        return self._trusted
+
+    @property
+    def secrets(self) -> Mapping[str, str]:
+        return self._secrets
+
+    def as_trusted(self) -> AgentConfig:
+        out = self.model_copy()
+        out._trusted = True
+        return out
+
+    def with_secrets(self, values: Mapping[str, str]) -> AgentConfig:
+        out = self.model_copy()
+        out._secrets = dict(values)
+        return out
+
     @field_validator("language")
     @classmethod
     def _language(cls, v: str) -> str:
@@ -208,7 +235,7 @@ def load_agent(path: str | Path) -> AgentConfig:
         data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as err:
         raise ConfigError(f"{p} is not valid {p.suffix.lstrip('.') or 'YAML'}: {err}") from None
-    return parse_agent(data, str(p))
+    return parse_agent(data, str(p)).as_trusted()
 
 
 def preset_names() -> list[str]:

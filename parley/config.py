@@ -131,8 +131,13 @@ class AgentConfig(_Strict):
     knowledge: KnowledgeChoice | None = None
     pipeline: str = Field(
         "voice",
+        max_length=200,
         pattern=r"^[A-Za-z_][\w.]*(:[A-Za-z_]\w*)?$",
-        description="Pipeline graph: 'voice' or 'package.module:function'.",
+        description=(
+            "Pipeline graph by name: 'voice', 'voice_fillers' or one the operator registered "
+            "(PARLEY_PIPELINES, the parley.pipelines entry points); an agent file run by its "
+            "author may also give 'package.module:function'."
+        ),
     )
     max_duration_secs: int = Field(1800, ge=10, le=4 * 3600)
     idle_timeout_secs: int = Field(30, ge=5, le=600)

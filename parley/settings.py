@@ -2,11 +2,37 @@
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# A registered pipeline's name (what an agent config's ``pipeline`` names) and its target.
+PIPELINE_NAME = re.compile(r"^[A-Za-z_][\w.]{0,63}$")
+PIPELINE_TARGET = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_PIPELINES_FIX = "fix: PARLEY_PIPELINES=name=package.module:function,other=pkg.mod:build"
+
+
+def _parse_pipelines(value: object) -> object:
+    if isinstance(value, str):
+        entries: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            name, sep, target = item.partition("=")
+            if not sep:
+                raise ValueError(f"{item!r} is not name=package.module:function ({_PIPELINES_FIX})")
+            entries[name.strip()] = target.strip()
+        value = entries
+    if isinstance(value, dict):
+        for name, target in value.items():
+            if not PIPELINE_NAME.match(str(name)) or not PIPELINE_TARGET.match(str(target)):
+                raise ValueError(
+                    f"{name}={target} is not name=package.module:function with a name of "
+                    f"letters, digits, _ or . ({_PIPELINES_FIX})"
+                )
+    return value
 
 
 class Settings(BaseSettings):
@@ -39,6 +65,14 @@ class Settings(BaseSettings):
     livekit_agent_name: str = "parley-agent"
     # `parley worker` runs its calls as threads on one event loop (see agents/livekit/call_loop.py)
     worker_threads: bool = False
+    # Pipelines agent configs may name besides the bundled ones (the operator's own code; an
+    # installed package can register through the ``parley.pipelines`` entry-point group).
+    pipelines: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+
+    @field_validator("pipelines", mode="before")
+    @classmethod
+    def _pipelines(cls, value: object) -> object:
+        return _parse_pipelines(value)
 
     @property
     def livekit_enabled(self) -> bool:

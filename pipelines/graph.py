@@ -182,7 +182,7 @@ def build_session(
     # rtvi: a browser client gets Pipecat's RTVI events plus each turn's latency.
     ui = UiEvents() if rtvi else None
     recorder = TranscriptRecorder(latency, ui.sink(sink) if ui else sink)
-    processors = catalog.graph(agent.pipeline)(parts)
+    processors = catalog.graph(agent)(parts)
     install_knowledge(
         agent,
         retriever,

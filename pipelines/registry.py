@@ -53,6 +53,15 @@ def _chosen(agent: AgentConfig, kind: Kind) -> str:
     return provider
 
 
+def auto_choice(kind: Kind, agent: AgentConfig, settings: Settings) -> str:
+    """The provider ``auto`` picks for ``kind`` under these settings (extras not checked)."""
+    table = _entries()
+    for name in AUTO_ORDER[kind]:
+        if table[(kind, name)].configured(agent, settings):
+            return name
+    return AUTO_ORDER[kind][-1]
+
+
 def resolve(agent: AgentConfig, settings: Settings) -> Resolved:
     """Pick the provider entry for each kind and check it is usable (extra + key/model)."""
     table = _entries()
@@ -60,11 +69,7 @@ def resolve(agent: AgentConfig, settings: Settings) -> Resolved:
     for kind in ("stt", "llm", "tts"):
         choice = _chosen(agent, kind)
         if choice == "auto":
-            for name in AUTO_ORDER[kind]:
-                entry = table[(kind, name)]
-                if entry.configured(agent, settings):
-                    picked[kind] = entry
-                    break
+            picked[kind] = table[(kind, auto_choice(kind, agent, settings))]
         else:
             if (kind, choice) not in table:
                 raise ProviderUnavailable(f"unknown {kind} provider {choice!r}")

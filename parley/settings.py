@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import re
 from functools import lru_cache
 from pathlib import Path
@@ -32,6 +34,33 @@ def _parse_pipelines(value: object) -> object:
                     f"{name}={target} is not name=package.module:function with a name of "
                     f"letters, digits, _ or . ({_PIPELINES_FIX})"
                 )
+    return value
+
+
+_CIDRS_FIX = "fix: PARLEY_EGRESS_ALLOW_CIDRS=10.1.0.0/16,fd00:1::/64"
+
+
+def _parse_cidrs(value: object) -> object:
+    # Comma-separated or a JSON list; each entry normalised (10.1.2.3/8 -> 10.0.0.0/8).
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise ValueError(f"is not a JSON list of CIDRs ({_CIDRS_FIX})") from None
+        else:
+            value = [part.strip() for part in text.split(",") if part.strip()]
+    if isinstance(value, list | tuple):
+        out = []
+        for item in value:
+            try:
+                out.append(str(ipaddress.ip_network(str(item).strip(), strict=False)))
+            except ValueError:
+                raise ValueError(
+                    f"{str(item)[:60]!r} is not a CIDR such as 10.0.0.0/8 ({_CIDRS_FIX})"
+                ) from None
+        return out
     return value
 
 
@@ -73,6 +102,15 @@ class Settings(BaseSettings):
     @classmethod
     def _pipelines(cls, value: object) -> object:
         return _parse_pipelines(value)
+
+    # Ranges tenants' HTTP tools and provider URLs may reach besides public addresses (an
+    # intranet service, a local model server): private, loopback and metadata are refused.
+    egress_allow_cidrs: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("egress_allow_cidrs", mode="before")
+    @classmethod
+    def _egress_allow_cidrs(cls, value: object) -> object:
+        return _parse_cidrs(value)
 
     @property
     def livekit_enabled(self) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,8 +21,20 @@ from pipecat.frames.frames import EndWorkerFrame, FunctionCallResultProperties
 from pipecat.services.llm_service import FunctionCallParams, LLMService
 
 from parley.config import AgentConfig, EndCallTool, HttpTool
+from parley.egress import (
+    EgressClient,
+    EgressDeadline,
+    EgressError,
+    EgressPolicy,
+    EgressRefused,
+    Fetched,
+    egress_client,
+    fetch,
+)
+from parley.settings import Settings
 
-MAX_RESULT_CHARS = 4000
+MAX_RESULT_CHARS = 4000  # of the result the LLM sees
+MAX_RESPONSE_BYTES = 256 * 1024  # read from the service; the rest is never read
 _ENV_REF = re.compile(r"\$\{([A-Z0-9_]+)\}")
 
 Handler = Callable[[FunctionCallParams], Awaitable[None]]
@@ -49,36 +62,75 @@ def _expand_env(value: str) -> str:
     return _ENV_REF.sub(lambda m: os.environ.get(m.group(1), ""), value)
 
 
-def http_handler(tool: HttpTool, client: httpx.AsyncClient) -> Handler:
+def tool_client(agent: AgentConfig, settings: Settings) -> EgressClient:
+    """The client runtimes pass to ``register_tools``: pooled connections under the agent's
+    egress policy (the operator's for stored configs; any address for the author's own file)."""
+    return egress_client(EgressPolicy.for_agent(agent, settings))
+
+
+def http_handler(tool: HttpTool, client: httpx.AsyncClient, policy: EgressPolicy) -> Handler:
+    # A plain client would connect anywhere: only an egress client under this policy is used;
+    # otherwise each call gets its own.
+    shared = client if isinstance(client, EgressClient) and client.policy == policy else None
+    host = tool.url.host or "?"
+
     async def handle(params: FunctionCallParams) -> None:
         args = dict(params.arguments)
         headers = {k: _expand_env(v) for k, v in tool.headers.items()}
         send_query = tool.method in ("GET", "DELETE")
+        started = time.monotonic()
         try:
-            resp = await client.request(
-                tool.method,
+            got = await fetch(
                 str(tool.url),
+                policy,
+                method=tool.method,
                 params=args if send_query else None,
-                json=None if send_query else args,
+                json_body=None if send_query else args,
                 headers=headers,
-                timeout=tool.timeout_secs,
+                max_bytes=MAX_RESPONSE_BYTES,
+                deadline=tool.timeout_secs,
+                truncate=True,
+                client=shared,
             )
-            body = resp.text[:MAX_RESULT_CHARS]
-            try:
-                data: Any = json.loads(body)
-            except ValueError:
-                data = body
-            result: dict[str, Any] = {"status": resp.status_code, "data": data}
-            if resp.status_code >= 400:
-                result["error"] = f"the service answered HTTP {resp.status_code}"
-        except httpx.TimeoutException:
-            result = {"error": f"the service did not answer within {tool.timeout_secs} s"}
-        except httpx.HTTPError as err:
-            result = {"error": f"the service could not be reached ({type(err).__name__})"}
-        logger.info(f"tool {tool.name} -> {result.get('status', 'error')}")
+            result = tool_result(got)
+            outcome = f"HTTP {got.status}" + (" (cut at the size cap)" if got.truncated else "")
+        except EgressRefused as err:
+            result, outcome = {"error": str(err)}, f"refused ({err.reason})"
+            if err.host != host:  # a redirect or another hop was refused
+                outcome = f"refused at {err.host} ({err.reason})"
+        except EgressDeadline:
+            result = {"error": f"the service did not answer within {tool.timeout_secs:g} s"}
+            outcome = f"deadline of {tool.timeout_secs:g} s"
+        except EgressError as err:
+            result, outcome = {"error": f"the service could not be reached: {err}"}, "unreachable"
+        ms = (time.monotonic() - started) * 1000
+        logger.info(f"tool {tool.name} {tool.method} {host} -> {outcome} in {ms:.0f} ms")
         await params.result_callback(result)
 
     return handle
+
+
+def tool_result(got: Fetched) -> dict[str, Any]:
+    """What the LLM sees: the status and the body (parsed when it is JSON), at most
+    MAX_RESULT_CHARS of it."""
+    text = got.body.decode("utf-8", errors="replace")
+    data: Any = text if got.truncated else _json_or_text(text)
+    shown = data if isinstance(data, str) else json.dumps(data)
+    result: dict[str, Any] = {"status": got.status, "data": data}
+    if len(shown) > MAX_RESULT_CHARS:
+        result["data"] = shown[:MAX_RESULT_CHARS]
+    if got.truncated or len(shown) > MAX_RESULT_CHARS:
+        result["truncated"] = True
+    if got.status >= 400:
+        result["error"] = f"the service answered HTTP {got.status}"
+    return result
+
+
+def _json_or_text(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
 
 
 def end_call_handler() -> Handler:
@@ -123,9 +175,24 @@ def guarded(name: str, handler: Handler) -> Handler:
     return handle
 
 
-def register_tools(agent: AgentConfig, llm: LLMService, client: httpx.AsyncClient) -> None:
+def register_tools(
+    agent: AgentConfig,
+    llm: LLMService,
+    client: httpx.AsyncClient,
+    policy: EgressPolicy | None = None,
+) -> None:
+    """``client``: pass ``tool_client(agent, settings)`` to pool connections. ``policy``
+    defaults to the agent's under the environment's settings."""
+    if policy is None:
+        policy = client.policy if isinstance(client, EgressClient) else _env_policy(agent)
     for tool in agent.tools:
         if isinstance(tool, EndCallTool):
             llm.register_function(tool.name, end_call_handler())
         else:
-            llm.register_function(tool.name, guarded(tool.name, http_handler(tool, client)))
+            handler = http_handler(tool, client, policy)
+            llm.register_function(tool.name, guarded(tool.name, handler))
+
+
+def _env_policy(agent: AgentConfig) -> EgressPolicy:
+    # Settings are read from the environment here: that is where a runtime's settings come from.
+    return EgressPolicy.for_agent(agent, Settings())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -10,6 +11,12 @@ import pytest
 
 from parley.config import AgentConfig
 from parley.settings import Settings
+
+# The fakes of remote services (FakeCloud, tool servers) listen on 127.0.0.1: this test
+# operator allows that address to agents' tools and provider URLs, as an operator allows an
+# intranet range (PARLEY_EGRESS_ALLOW_CIDRS). Set for the process, so servers and workers the
+# tests start inherit it; tests/security/test_egress.py takes it away again.
+os.environ["PARLEY_EGRESS_ALLOW_CIDRS"] = "127.0.0.1/32"
 
 CLOUD_ENV = (
     "GROQ_API_KEY",

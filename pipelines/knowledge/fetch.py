@@ -1,13 +1,22 @@
-"""Fetch a web page or document for ingestion: size, type, redirect and address limits."""
+"""Fetch a web page or document for ingestion through the egress policy: type and size limits."""
 
 from __future__ import annotations
 
-import asyncio
-import ipaddress
 from dataclasses import dataclass
 from pathlib import PurePosixPath
-from typing import TYPE_CHECKING
 
+import httpx
+
+from parley.egress import (
+    EgressBadURL,
+    EgressDeadline,
+    EgressError,
+    EgressPolicy,
+    EgressRedirects,
+    EgressRefused,
+    EgressTooLarge,
+    fetch,
+)
 from pipelines.knowledge.errors import DocumentTooLarge, FetchError
 from pipelines.knowledge.extract import (
     CONTENT_TYPES,
@@ -16,9 +25,6 @@ from pipelines.knowledge.extract import (
     detect_kind,
     format_size,
 )
-
-if TYPE_CHECKING:
-    import httpx
 
 FETCH_TIMEOUT_S = 20.0
 MAX_REDIRECTS = 5
@@ -35,95 +41,85 @@ class FetchedDocument:
     filename: str | None
 
 
-async def _check_host(url: httpx.URL, allow_private: bool) -> None:
-    # Knowledge URLs come from users: refuse internal addresses (SSRF). The name is resolved
-    # here and again by httpx, so a rebinding DNS server could still race this check.
-    if url.scheme not in ("http", "https"):
-        raise FetchError(f"cannot fetch {str(url)!r}: only http:// and https:// URLs are allowed")
-    host = url.host
-    if not host:
-        raise FetchError(f"cannot fetch {str(url)!r}: the URL has no host name")
-    if allow_private:
-        return
-    try:
-        infos = await asyncio.get_running_loop().getaddrinfo(host, url.port or 443)
-    except OSError as exc:
-        raise FetchError(f"cannot resolve host {host!r}: check the URL ({exc})") from exc
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
-        if not address.is_global or address.is_multicast:
-            raise FetchError(
-                f"refusing to fetch {str(url)!r}: {host} resolves to the non-public address "
-                f"{address}; only public web pages can be imported"
-            )
-
-
 async def fetch_url(
     url: str,
     max_bytes: int = MAX_DOCUMENT_BYTES,
-    timeout: float = FETCH_TIMEOUT_S,  # noqa: ASYNC109 (a total deadline, applied below)
+    timeout: float = FETCH_TIMEOUT_S,  # noqa: ASYNC109 (a total deadline, applied by fetch)
     *,
     max_redirects: int = MAX_REDIRECTS,
     allow_private: bool = False,
+    policy: EgressPolicy | None = None,
 ) -> FetchedDocument:
     """GET ``url`` for ingestion, with limits enforced while streaming.
 
     ``timeout`` bounds the whole fetch (all redirects and the body), not just each read.
-    Redirects are followed by hand so every hop is checked; private, loopback and link-local
-    addresses are refused unless ``allow_private`` (tests, self-hosted intranets).
-    Raises ``FetchError``, ``UnsupportedContentType`` or ``DocumentTooLarge``.
+    ``policy`` says which addresses may be reached (``EgressPolicy.from_settings`` honours
+    the operator's allowed ranges); by default only public ones, any with ``allow_private``
+    (tests, self-hosted intranets). Raises ``FetchError``, ``UnsupportedContentType`` or
+    ``DocumentTooLarge``.
     """
-    import httpx
-
+    if policy is None:
+        policy = EgressPolicy.unrestricted() if allow_private else EgressPolicy()
     headers = {"User-Agent": USER_AGENT, "Accept": ", ".join(CONTENT_TYPES)}
     try:
-        # trust_env=False: no proxies or .netrc credentials applied to user-supplied URLs.
-        client_cm = httpx.AsyncClient(timeout=timeout, trust_env=False)
-        async with asyncio.timeout(timeout), client_cm as client:
-            current = httpx.URL(url)
-            for _ in range(max_redirects + 1):
-                await _check_host(current, allow_private)
-                request = client.build_request("GET", current, headers=headers)
-                response = await client.send(request, stream=True)
-                try:
-                    if response.is_redirect and "location" in response.headers:
-                        current = current.join(response.headers["location"])
-                        continue
-                    return await _read_body(response, current, max_bytes)
-                finally:
-                    await response.aclose()
-    except (TimeoutError, httpx.TimeoutException) as exc:
+        got = await fetch(
+            url,
+            policy,
+            max_bytes=max_bytes,
+            deadline=timeout,
+            headers=headers,
+            max_redirects=max_redirects,
+            check_response=lambda r: _check_response(r, max_bytes),
+        )
+    except EgressBadURL as err:
+        raise FetchError(
+            f"cannot fetch {url!r}: only http:// and https:// URLs with a host are allowed "
+            f"({err.reason})"
+        ) from None
+    except EgressRefused as err:
+        raise FetchError(f"refusing to fetch {url!r}: {_refusal(err)}") from None
+    except EgressTooLarge:
+        raise DocumentTooLarge(
+            f"the page is larger than the limit of {format_size(max_bytes)}: "
+            "download it and upload a smaller part"
+        ) from None
+    except EgressDeadline:
         raise FetchError(
             f"fetching {url!r} took longer than {timeout:g} s: try again later or upload the "
             "file instead"
-        ) from exc
-    except httpx.HTTPError as exc:
+        ) from None
+    except EgressRedirects:
         raise FetchError(
-            f"cannot fetch {url!r} ({exc.__class__.__name__}: {exc}): check the URL"
-        ) from exc
-    except (httpx.InvalidURL, ValueError) as exc:
-        raise FetchError(f"cannot fetch {url!r}: {exc}") from exc
-    raise FetchError(f"{url!r} redirected more than {max_redirects} times: use the final address")
+            f"{url!r} redirected more than {max_redirects} times: use the final address"
+        ) from None
+    except EgressError as err:
+        raise FetchError(f"cannot fetch {url!r} ({err}): check the URL") from None
+    content_type = got.headers.get("content-type", "")
+    return FetchedDocument(
+        str(got.url), content_type, got.body, PurePosixPath(got.url.path).name or None
+    )
 
 
-async def _read_body(response: httpx.Response, url: httpx.URL, max_bytes: int) -> FetchedDocument:
+def _refusal(err: EgressRefused) -> str:
+    # Knowledge URLs are typed by the user who imports them: say what the address is.
+    if err.address is None:
+        where = f"{err.host} is a non-public address ({err.reason})"
+    elif str(err.address) == err.host:
+        where = f"{err.host} is the non-public address {err.address} ({err.reason})"
+    else:
+        where = f"{err.host} resolves to the non-public address {err.address} ({err.reason})"
+    return f"{where}; only public web pages can be imported"
+
+
+def _check_response(response: httpx.Response, max_bytes: int) -> None:
+    """Before the body is read: the status, the type and the declared size."""
     if response.status_code != 200:
         raise FetchError(
-            f"{str(url)!r} answered HTTP {response.status_code}: check that the page exists "
-            "and is public"
+            f"{str(response.url)!r} answered HTTP {response.status_code}: check that the page "
+            "exists and is public"
         )
-    ctype = response.headers.get("content-type", "")
-    filename = PurePosixPath(url.path).name or None
-    detect_kind(ctype, filename)  # raises UnsupportedContentType before the body is read
+    filename = PurePosixPath(response.url.path).name or None
+    detect_kind(response.headers.get("content-type", ""), filename)  # UnsupportedContentType
     declared = response.headers.get("content-length", "")
     if declared.isdigit():
         check_size(int(declared), max_bytes, "the page")
-    body = bytearray()
-    async for part in response.aiter_bytes():
-        body += part
-        if len(body) > max_bytes:
-            raise DocumentTooLarge(
-                f"the page is larger than the limit of {format_size(max_bytes)}: "
-                "download it and upload a smaller part"
-            )
-    return FetchedDocument(str(url), ctype, bytes(body), filename)

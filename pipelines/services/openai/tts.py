@@ -16,6 +16,7 @@ from pipecat.services.openai.tts import OpenAITTSService, OpenAITTSSettings
 from pipecat.utils.tracing.service_decorators import traced_tts
 
 from parley.config import AgentConfig
+from parley.egress import agent_http_client
 from parley.errors import ConfigError
 from parley.settings import Settings
 
@@ -69,6 +70,8 @@ def make_tts(agent: AgentConfig, settings: Settings, base_url: str | None) -> Op
         )
     speed = tts.options.get("speed")
     return OpenAICompatTTSService(
+        # A base_url the agent set goes through the egress policy; the operator's does not.
+        http_client=agent_http_client(agent, settings) if tts.base_url else None,
         # Local servers accept any key; the SDK insists on a non-empty one.
         api_key=settings.openai_api_key or "not-needed",
         base_url=base_url,

@@ -82,6 +82,7 @@ async def run_call(
                 sink=store.turn_sink(call),
                 audio_out_rate=audio_out_rate,
                 retriever=knowledge_retriever(store, call),
+                settings=settings,
                 **extra,
             )
             _follow_caller(store, call, transport, session, connect_timeout_secs)

@@ -41,6 +41,7 @@ from pipecat.turns.user_turn_strategies import UserTurnStrategies
 from pipecat.workers.runner import WorkerRunner
 
 from parley.config import AgentConfig, TurnTaking
+from parley.settings import Settings, get_settings
 from pipelines import catalog
 from pipelines.input_audio import stop_input_audio_after
 from pipelines.knowledge.retrieve import Retriever, install_knowledge
@@ -48,7 +49,7 @@ from pipelines.observer_fanout import keep_audio_out_of_observers
 from pipelines.parts import Parts
 from pipelines.registry import Services
 from pipelines.speech_text import FirstClauseAggregator
-from pipelines.tools import register_tools, tools_schema
+from pipelines.tools import register_tools, tool_client, tools_schema
 from pipelines.transcript import LatencyObserver, TranscriptRecorder, TurnSink
 from pipelines.ui import UiEvents
 from pipelines.vad import GatedSileroVAD
@@ -155,6 +156,7 @@ def build_session(
     observers: list[Any] | None = None,
     retriever: Retriever | None = None,
     rtvi: bool = False,
+    settings: Settings | None = None,
 ) -> VoiceSession:
     """``retriever`` serves ``agent.knowledge`` (runtimes build it: pipelines has no database)."""
     # The system prompt is the LLM service's system_instruction (set by the provider factory).
@@ -166,7 +168,8 @@ def build_session(
             user_turn_strategies=turn_strategies(agent.turns),
         ),
     )
-    http = httpx.AsyncClient()
+    # Tools reach only what the egress policy allows (the operator's, for stored configs).
+    http = tool_client(agent, settings or get_settings())
     register_tools(agent, services.llm, http)
     parts = Parts(
         agent=agent,

@@ -125,7 +125,13 @@ async def talk(
     )
     transport = FileTransport(script)
     session = build_session(
-        agent, transport, services, sink=sink, audio_out_rate=AUDIO_OUT_RATE, retriever=retriever
+        agent,
+        transport,
+        services,
+        sink=sink,
+        audio_out_rate=AUDIO_OUT_RATE,
+        retriever=retriever,
+        settings=settings,
     )
     # Every log line of this call, Pipecat's included (tasks inherit the context), carries call_id.
     with logger.contextualize(call_id=call_id):

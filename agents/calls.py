@@ -19,13 +19,24 @@ from uuid import UUID
 import asyncpg
 from loguru import logger
 
+from parley import secrets
 from parley.config import AgentConfig
 from parley.errors import ParleyError
+from parley.settings import Settings, get_settings
+from pipelines.policy import stored_agent_problems
 from pipelines.transcript import Turn, TurnSink
 
 # Reasons a call ends with status "failed" rather than "completed".
 FAILURE_REASONS = frozenset(
-    {"error", "cancelled", "connect_failed", "dispatch_failed", "no_agent", "never_joined"}
+    {
+        "error",
+        "cancelled",
+        "connect_failed",
+        "dispatch_failed",
+        "no_agent",
+        "never_joined",
+        "config_refused",
+    }
 )
 
 
@@ -53,9 +64,14 @@ def _ms(value: float | None) -> int | None:
     return None if value is None else max(0, round(value))
 
 
+class CallRefused(CallNotFound):
+    """The agent's stored config is not allowed to run (see pipelines/policy.py)."""
+
+
 class CallStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, settings: Settings | None = None) -> None:
         self.pool = pool
+        self.settings = settings or get_settings()
 
     async def load(self, call_id: UUID, org_id: UUID | None = None) -> CallContext:
         """The call and its agent's config. ``org_id`` (from job metadata) must match when given."""
@@ -71,13 +87,26 @@ class CallStore:
             raise CallNotFound(f"call {call_id} not found (or its agent was deleted)")
         config = row["config"]
         metadata = row["metadata"]
+        agent = AgentConfig.model_validate(
+            json.loads(config) if isinstance(config, str) else config
+        )
+        # Stored configs are a tenant's: checked again here (they may predate the rules), and
+        # they get their organization's secrets, never the server's environment.
+        problems = stored_agent_problems(agent, self.settings)
+        if problems:
+            await self.pool.execute(
+                "update public.calls set status = 'failed', end_reason = 'config_refused',"
+                " ended_at = now() where id = $1 and status in ('created', 'ringing')",
+                row["id"],
+            )
+            raise CallRefused(f"call {call_id}: the agent's config is refused: {problems[0]}")
+        async with self.pool.acquire() as conn:
+            values = await secrets.load(conn, secrets.key_ring(self.settings), row["org_id"])
         return CallContext(
             call_id=row["id"],
             org_id=row["org_id"],
             agent_id=row["agent_id"],
-            agent=AgentConfig.model_validate(
-                json.loads(config) if isinstance(config, str) else config
-            ),
+            agent=agent.with_secrets(values),
             direction=row["direction"],
             status=row["status"],
             room_name=row["room_name"],

@@ -20,6 +20,7 @@ from api.routes import (
     keys,
     knowledge,
     livekit_webhook,
+    secrets,
     sessions,
     tutor,
 )
@@ -62,6 +63,7 @@ def create_app(
         contacts.router,
         calls.router,
         keys.router,
+        secrets.router,
         knowledge.router,
         sessions.router,
         livekit_webhook.router,

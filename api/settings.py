@@ -28,6 +28,8 @@ class ApiSettings(BaseSettings):
     # LiveKit mode: a web session is handed out once the agent is in its room (so the
     # greeting starts as soon as the caller arrives); no agent by then = 503.
     agent_join_timeout_secs: float = Field(10.0, gt=0, le=60)
+    # POST /v1/agents/{id}/chat: the whole reply (LLM, tools, teardown) within this.
+    chat_timeout_secs: float = Field(60.0, gt=0, le=300)
 
     @property
     def jwks_url(self) -> str | None:

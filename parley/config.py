@@ -22,6 +22,7 @@ from pydantic import (
 )
 
 from parley.errors import ConfigError
+from parley.refs import ONE_REF, ref_problem
 
 TOOL_NAME = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]{0,63}$")
 LANGUAGE = re.compile(r"^[a-z]{2}(-[A-Z]{2})?$")
@@ -38,15 +39,32 @@ class STTChoice(_Strict):
     options: dict[str, Any] = Field(default_factory=dict)
 
 
+def _key_ref(v: str | None) -> str | None:
+    if v is not None and not ONE_REF.match(v):
+        raise ValueError(
+            "must be a reference such as ${secrets.MY_KEY}, not a literal key "
+            "(fix: store the key with PUT /v1/secrets/MY_KEY)"
+        )
+    return v
+
+
 class LLMChoice(_Strict):
     provider: Literal["auto", "local", "groq", "openai"] = "auto"
     model: str | None = None
     base_url: AnyHttpUrl | None = Field(
         None, description="OpenAI-compatible endpoint (Ollama, vLLM, llama.cpp server)."
     )
+    api_key: str | None = Field(
+        None,
+        max_length=80,
+        description="Key for this agent's own base_url: a reference ${secrets.NAME} (never a "
+        "literal key). The server's own provider keys only go to the server's endpoints.",
+    )
     temperature: float = Field(0.6, ge=0.0, le=2.0)
     max_tokens: int = Field(200, ge=1, le=4096)
     options: dict[str, Any] = Field(default_factory=dict)
+
+    _api_key = field_validator("api_key")(_key_ref)
 
 
 class TTSChoice(_Strict):
@@ -56,7 +74,15 @@ class TTSChoice(_Strict):
     base_url: AnyHttpUrl | None = Field(
         None, description="OpenAI-compatible /v1/audio/speech server (Kokoro-FastAPI, Speaches)."
     )
+    api_key: str | None = Field(
+        None,
+        max_length=80,
+        description="Key for this agent's own base_url: a reference ${secrets.NAME} (never a "
+        "literal key). The server's own provider keys only go to the server's endpoints.",
+    )
     options: dict[str, Any] = Field(default_factory=dict)
+
+    _api_key = field_validator("api_key")(_key_ref)
 
 
 class TurnTaking(_Strict):
@@ -75,13 +101,28 @@ class TurnTaking(_Strict):
 class EndCallTool(_Strict):
     type: Literal["end_call"] = "end_call"
     name: str = "end_call"
-    description: str = "End the call after saying goodbye, when the conversation is over."
+    description: str = Field(
+        "End the call after saying goodbye, when the conversation is over.", max_length=1024
+    )
+
+
+MAX_TOOLS = 32
+MAX_SCHEMA_BYTES = 8192
+MAX_SCHEMA_DEPTH = 6
+
+
+def _depth(v: Any) -> int:
+    if isinstance(v, dict):
+        return 1 + max((_depth(x) for x in v.values()), default=0)
+    if isinstance(v, list):
+        return 1 + max((_depth(x) for x in v), default=0)
+    return 0
 
 
 class HttpTool(_Strict):
     type: Literal["http"] = "http"
-    name: str
-    description: str = Field(min_length=1)
+    name: str = Field(max_length=64)
+    description: str = Field(min_length=1, max_length=1024)
     parameters: dict[str, Any] = Field(
         default_factory=lambda: {"type": "object", "properties": {}, "required": []},
         description="JSON Schema of the arguments (an object schema).",
@@ -89,13 +130,30 @@ class HttpTool(_Strict):
     url: AnyHttpUrl
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     headers: dict[str, str] = Field(
-        default_factory=dict, description="Values may reference env vars as ${NAME}."
+        default_factory=dict,
+        max_length=20,
+        description="Values may reference the organization's secrets as ${secrets.NAME}.",
     )
     timeout_secs: float = Field(5.0, gt=0, le=30)
+
+    @field_validator("headers")
+    @classmethod
+    def _headers(cls, v: dict[str, str]) -> dict[str, str]:
+        for name, value in v.items():
+            if not 0 < len(name) <= 64 or len(value) > 2048:
+                raise ValueError("header names may be 1-64 characters and values up to 2048")
+            if problem := ref_problem(value):
+                raise ValueError(f"header {name}: {problem}")
+        return v
 
     @field_validator("parameters")
     @classmethod
     def _object_schema(cls, v: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(v)) > MAX_SCHEMA_BYTES or _depth(v) > MAX_SCHEMA_DEPTH:
+            raise ValueError(
+                f"is too large (at most {MAX_SCHEMA_BYTES} bytes of JSON, nested "
+                f"{MAX_SCHEMA_DEPTH} deep)"
+            )
         if v.get("type") != "object" or not isinstance(v.get("properties", {}), dict):
             raise ValueError(
                 'must be a JSON Schema object: {"type": "object", "properties": {...}}'
@@ -127,7 +185,7 @@ class AgentConfig(_Strict):
     llm: LLMChoice = LLMChoice()
     tts: TTSChoice = TTSChoice()
     turns: TurnTaking = TurnTaking()
-    tools: list[Tool] = Field(default_factory=list)
+    tools: list[Tool] = Field(default_factory=list, max_length=MAX_TOOLS)
     knowledge: KnowledgeChoice | None = None
     pipeline: str = Field(
         "voice",

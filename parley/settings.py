@@ -103,6 +103,11 @@ class Settings(BaseSettings):
     def _pipelines(cls, value: object) -> object:
         return _parse_pipelines(value)
 
+    # Encrypts organization secrets (parley/secrets.py): base64 of 32 bytes; old keys still
+    # decrypt during a rotation. Unset: a key generated once into <data_dir>/secrets.key.
+    secrets_key: str | None = Field(None, repr=False)
+    secrets_old_keys: str = Field("", repr=False)
+
     # Ranges tenants' HTTP tools and provider URLs may reach besides public addresses (an
     # intranet service, a local model server): private, loopback and metadata are refused.
     egress_allow_cidrs: Annotated[list[str], NoDecode] = Field(default_factory=list)

@@ -7,8 +7,6 @@ for GET/DELETE or the JSON body otherwise). Handlers run as asyncio tasks off th
 from __future__ import annotations
 
 import json
-import os
-import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -31,11 +29,11 @@ from parley.egress import (
     egress_client,
     fetch,
 )
+from parley.refs import MissingSecret, expand
 from parley.settings import Settings
 
 MAX_RESULT_CHARS = 4000  # of the result the LLM sees
 MAX_RESPONSE_BYTES = 256 * 1024  # read from the service; the rest is never read
-_ENV_REF = re.compile(r"\$\{([A-Z0-9_]+)\}")
 
 Handler = Callable[[FunctionCallParams], Awaitable[None]]
 
@@ -57,18 +55,15 @@ def tools_schema(agent: AgentConfig) -> ToolsSchema | None:
     return ToolsSchema(standard_tools=schemas)
 
 
-def _expand_env(value: str) -> str:
-    # Secrets stay in the environment, not in agent files or the database.
-    return _ENV_REF.sub(lambda m: os.environ.get(m.group(1), ""), value)
-
-
 def tool_client(agent: AgentConfig, settings: Settings) -> EgressClient:
     """The client runtimes pass to ``register_tools``: pooled connections under the agent's
     egress policy (the operator's for stored configs; any address for the author's own file)."""
     return egress_client(EgressPolicy.for_agent(agent, settings))
 
 
-def http_handler(tool: HttpTool, client: httpx.AsyncClient, policy: EgressPolicy) -> Handler:
+def http_handler(
+    tool: HttpTool, client: httpx.AsyncClient, policy: EgressPolicy, agent: AgentConfig
+) -> Handler:
     # A plain client would connect anywhere: only an egress client under this policy is used;
     # otherwise each call gets its own.
     shared = client if isinstance(client, EgressClient) and client.policy == policy else None
@@ -76,7 +71,13 @@ def http_handler(tool: HttpTool, client: httpx.AsyncClient, policy: EgressPolicy
 
     async def handle(params: FunctionCallParams) -> None:
         args = dict(params.arguments)
-        headers = {k: _expand_env(v) for k, v in tool.headers.items()}
+        try:
+            # Secrets are filled in only now, per request: never kept in the handler.
+            headers = {k: expand(v, agent) for k, v in tool.headers.items()}
+        except MissingSecret as err:
+            logger.warning(f"tool {tool.name}: not sent: {err}")
+            await params.result_callback({"error": f"the tool is not configured: {err}"})
+            return
         send_query = tool.method in ("GET", "DELETE")
         started = time.monotonic()
         try:
@@ -189,7 +190,7 @@ def register_tools(
         if isinstance(tool, EndCallTool):
             llm.register_function(tool.name, end_call_handler())
         else:
-            handler = http_handler(tool, client, policy)
+            handler = http_handler(tool, client, policy, agent)
             llm.register_function(tool.name, guarded(tool.name, handler))
 
 

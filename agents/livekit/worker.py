@@ -162,7 +162,7 @@ async def serve_call(req: JobRequestData, room: str, identity: str, job_id: str)
 
     pool = await create_pool(await database_url(settings), min_size=1, max_size=3)
     try:
-        store = CallStore(pool)
+        store = CallStore(pool, settings)
         try:
             call = await store.load(req.call_id, req.org_id)
         except CallNotFound as err:

@@ -8,7 +8,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import httpx
 from pipecat.frames.frames import EndFrame, LLMMessagesAppendFrame
 from pipecat.services.llm_service import LLMService
 from pipecat.workers.runner import WorkerRunner
@@ -20,6 +19,7 @@ from parley.settings import Settings
 from pipelines.knowledge.retrieve import Retriever
 from pipelines.registry import resolve
 from pipelines.text import build_text_worker
+from pipelines.tools import tool_client
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ async def chat(
 ) -> list[str]:
     """Run until EOF, 'quit', or the agent's end_call tool. Returns the agent's replies."""
     llm = _llm(agent, settings)
-    async with httpx.AsyncClient() as http:
+    async with tool_client(agent, settings) as http:
         worker, collector, _ = build_text_worker(agent, llm, write, http)
         runner = WorkerRunner(handle_sigint=False)
         await runner.add_workers(worker)
@@ -91,33 +91,47 @@ async def reply_once(
     timeout_secs: float = 60.0,
     retriever: Retriever | None = None,
 ) -> ChatReply:
-    """One turn of text chat (the API's ``/chat``): the reply and the tools it called."""
-    llm = _llm(agent, settings)
-    async with httpx.AsyncClient() as http:
-        worker, collector, _ = build_text_worker(
-            agent, llm, lambda _t: None, http, history, retriever
-        )
-        runner = WorkerRunner(handle_sigint=False)
-        await runner.add_workers(worker)
-        errors: list[str] = []
+    """One turn of text chat (the API's ``/chat``): the reply and the tools it called.
 
-        async def on_error(_worker: Any, frame: Any) -> None:
-            errors.append(str(getattr(frame, "error", frame)))
-            collector.reply_done.set()
+    ``timeout_secs`` bounds everything, building the LLM and tearing down included: at the
+    deadline the pipeline is cancelled (not drained) and ``TimeoutError`` raised."""
+    async with asyncio.timeout(timeout_secs):
+        # Off the loop: a local model may load here, and the API serves others meanwhile.
+        llm = await asyncio.to_thread(_llm, agent, settings)
+        async with tool_client(agent, settings) as http:
+            worker, collector, _ = build_text_worker(
+                agent, llm, lambda _t: None, http, history, retriever
+            )
+            runner = WorkerRunner(handle_sigint=False)
+            await runner.add_workers(worker)
+            errors: list[str] = []
 
-        worker.add_event_handler("on_pipeline_error", on_error)
-        running = asyncio.create_task(runner.run())
-        await worker.queue_frame(
-            LLMMessagesAppendFrame([{"role": "user", "content": message}], run_llm=True)
-        )
-        try:
-            await asyncio.wait_for(collector.reply_done.wait(), timeout_secs)
-        finally:
-            if not running.done():
+            async def on_error(_worker: Any, frame: Any) -> None:
+                errors.append(str(getattr(frame, "error", frame)))
+                collector.reply_done.set()
+
+            worker.add_event_handler("on_pipeline_error", on_error)
+            running = asyncio.create_task(runner.run())
+            finished = False
+            try:
+                await worker.queue_frame(
+                    LLMMessagesAppendFrame([{"role": "user", "content": message}], run_llm=True)
+                )
+                await collector.reply_done.wait()
                 await worker.queue_frame(EndFrame())
-            await running
+                await running
+                finished = True
+            finally:
+                if not finished:
+                    await _cancel(running)
     if errors:
         raise LLMFailed(f"the agent's LLM failed: {redact(errors[0])}")
     return ChatReply(
         "".join(collector.replies), collector.tool_calls, collector.knowledge_chunk_ids
     )
+
+
+async def _cancel(running: asyncio.Task[None]) -> None:
+    # Past the deadline nothing is awaited for long: the runner gets a moment to stop.
+    running.cancel()
+    await asyncio.wait({running}, timeout=2.0)

@@ -12,8 +12,9 @@ from pydantic import BaseModel, Field
 
 from agents.text.chat import LLMFailed, reply_once
 from api import pagination
-from api.deps import Caller, Db, state
+from api.deps import Caller, Db, state, transaction
 from api.errors import ApiError, not_found
+from parley import secrets
 from parley.config import AgentConfig
 from pipelines.knowledge.retrieve import PgRetriever
 from pipelines.policy import check_stored_agent
@@ -134,20 +135,32 @@ async def delete_agent(agent_id: UUID, who: Caller, db: Db) -> Response:
 
 
 @router.post("/{agent_id}/chat", response_model=ChatOut)
-async def chat(agent_id: UUID, body: ChatIn, who: Caller, db: Db, request: Request) -> ChatOut:
-    """Run the agent's LLM, prompt and tools on one text message (no audio)."""
-    agent = (await load_agent_row(db, who.org_id, agent_id)).config
+async def chat(agent_id: UUID, body: ChatIn, who: Caller, request: Request) -> ChatOut:
+    """Run the agent's LLM, prompt and tools on one text message (no audio).
+
+    The agent is loaded in a short transaction: no database connection is held while the LLM
+    and tools run (retrieval takes one per query), and the whole reply has one deadline."""
+    st = state(request)
+    async with transaction(st.pool, who) as db:
+        agent = (await load_agent_row(db, who.org_id, agent_id)).config
+    check_stored_agent(agent, st.core)
+    async with st.pool.acquire() as conn:  # the service path: secrets have no RLS policies
+        values = await secrets.load(conn, secrets.key_ring(st.core), who.org_id)
+    agent = agent.with_secrets(values)
     history = [m.model_dump() for m in body.history]
     retriever = None
     if agent.knowledge is not None:
         embedder = request.app.state.knowledge.embedder
-        retriever = PgRetriever(state(request).pool, who.org_id, agent.knowledge.base_ids, embedder)
+        retriever = PgRetriever(st.pool, who.org_id, agent.knowledge.base_ids, embedder)
+    deadline = st.settings.chat_timeout_secs
     try:
         out = await reply_once(
-            agent, state(request).core, body.message, history, retriever=retriever
+            agent, st.core, body.message, history, timeout_secs=deadline, retriever=retriever
         )
     except TimeoutError as err:
-        raise ApiError(504, "llm_timeout", "the agent's LLM did not answer within 60 s") from err
+        raise ApiError(
+            504, "llm_timeout", f"the agent did not answer within {deadline:g} s"
+        ) from err
     except LLMFailed as err:
         raise ApiError(502, "llm_failed", str(err)) from err
     return ChatOut(

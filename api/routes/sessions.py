@@ -41,7 +41,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     :class:`P2PCalls` (tests: a services factory, shorter timeouts)."""
     st: AppState = app.state.parley
     options = getattr(app.state, "p2p_options", None) or {}
-    calls = P2PCalls(CallStore(st.pool), st.core, **options)
+    calls = P2PCalls(CallStore(st.pool, st.core), st.core, **options)
     app.state.p2p = calls
     warm = None
     if st.settings.prewarm_models and not st.core.livekit_enabled:

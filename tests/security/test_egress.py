@@ -29,7 +29,7 @@ import pytest_asyncio
 from loguru import logger
 from pipecat.services.llm_service import FunctionCallParams
 
-from parley.config import HttpTool
+from parley.config import AgentConfig, HttpTool
 from parley.egress import EgressPolicy, EgressRefused, fetch
 from parley.settings import Settings
 from pipelines.tools import MAX_RESPONSE_BYTES, MAX_RESULT_CHARS, http_handler
@@ -172,7 +172,8 @@ async def run_tool(url: str, policy: EgressPolicy, **tool: Any) -> dict[str, Any
     spec = {"type": "http", "name": "lookup", "description": "d", "url": url, **tool}
     call = _Call({"q": "x"})
     async with httpx.AsyncClient() as plain:  # what runtimes pass today
-        handler = http_handler(HttpTool.model_validate(spec), plain, policy)
+        agent = AgentConfig(name="a", system_prompt="p")
+        handler = http_handler(HttpTool.model_validate(spec), plain, policy, agent)
         await asyncio.wait_for(handler(cast(FunctionCallParams, call)), 10)
     (result,) = call.results
     return result

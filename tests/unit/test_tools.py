@@ -102,7 +102,7 @@ def _run_chat(agent: AgentConfig, tmp_path: Path, lines: list[str]) -> list[str]
 def test_http_tool_posts_llm_arguments_and_feeds_result_back(
     tool_server: ToolServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("CLINIC_TOKEN", "s3cret-token")
+    monkeypatch.setenv("CLINIC_TOKEN", "env-must-not-leak")
     script = Script(
         rules=[
             Rule("book", ToolCallReply("book", {"name": "Ann Lee", "day": "Tuesday"})),
@@ -116,14 +116,15 @@ def test_http_tool_posts_llm_arguments_and_feeds_result_back(
             "description": "Book a visit",
             "url": f"{tool_server.url}/appointments",
             "method": "POST",
-            "headers": {"Authorization": "Bearer ${CLINIC_TOKEN}"},
+            "headers": {"Authorization": "Bearer ${secrets.CLINIC_TOKEN}"},
             "parameters": {
                 "type": "object",
                 "properties": {"name": {"type": "string"}, "day": {"type": "string"}},
                 "required": ["name"],
             },
         }
-        replies = _run_chat(_agent(cloud, [tool]), tmp_path, ["Please book me in"])
+        agent = _agent(cloud, [tool]).with_secrets({"CLINIC_TOKEN": "s3cret-token"})
+        replies = _run_chat(agent, tmp_path, ["Please book me in"])
         requests = cloud.requests
     assert replies == ["You are booked, reference BK-42."]
     (hit,) = tool_server.hits

@@ -4,6 +4,8 @@ speech (``/v1/audio/speech``: OpenAI, Kokoro-FastAPI, Speaches)."""
 from __future__ import annotations
 
 from parley.config import AgentConfig
+from parley.errors import ProviderUnavailable
+from parley.refs import MissingSecret, expand
 from parley.settings import Settings
 from pipelines.services.base import ProviderEntry, Service
 
@@ -14,6 +16,21 @@ def base_url(agent: AgentConfig, settings: Settings) -> str | None:
 
 def tts_base_url(agent: AgentConfig, settings: Settings) -> str | None:
     return str(agent.tts.base_url) if agent.tts.base_url else settings.openai_base_url
+
+
+def api_key(agent: AgentConfig, kind: str, settings: Settings) -> str:
+    """The key sent with ``kind``'s requests. The server's OPENAI_API_KEY goes only to the
+    server's own endpoint; an agent that sets its own base_url sends only its own key (a
+    secret reference), or a placeholder that keyless local servers (Ollama) accept."""
+    choice = agent.llm if kind == "llm" else agent.tts
+    if choice.base_url is None:
+        return settings.openai_api_key or "not-needed"
+    if choice.api_key is None:
+        return "not-needed"
+    try:
+        return expand(choice.api_key, agent)
+    except MissingSecret as err:
+        raise ProviderUnavailable(f"{kind}.api_key: {err}") from None
 
 
 def _configured(agent: AgentConfig, settings: Settings) -> bool:

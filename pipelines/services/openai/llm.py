@@ -11,6 +11,7 @@ from pipecat.services.openai.llm import OpenAILLMService
 from parley.config import AgentConfig
 from parley.egress import agent_http_client
 from parley.settings import Settings
+from pipelines.services.openai import api_key
 
 # What Pipecat's own client allows (long-lived keep-alive connections for streaming).
 _LIMITS = httpx.Limits(max_connections=1000, max_keepalive_connections=100, keepalive_expiry=None)
@@ -56,8 +57,7 @@ def make_llm(agent: AgentConfig, settings: Settings, base_url: str | None) -> Op
         http_client=agent_http_client(agent, settings, limits=_LIMITS)
         if agent.llm.base_url
         else None,
-        # Local servers (Ollama, vLLM) accept any key; the SDK insists on a non-empty one.
-        api_key=settings.openai_api_key or "not-needed",
+        api_key=api_key(agent, "llm", settings),
         base_url=base_url,
         settings=OpenAILLMService.Settings(
             model=agent.llm.model or "gpt-4.1-mini",

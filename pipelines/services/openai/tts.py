@@ -19,6 +19,7 @@ from parley.config import AgentConfig
 from parley.egress import agent_http_client
 from parley.errors import ConfigError
 from parley.settings import Settings
+from pipelines.services.openai import api_key
 
 SAMPLE_RATE = 24000  # what ``response_format: pcm`` means in OpenAI's API
 FRAME_S = 0.040
@@ -72,8 +73,7 @@ def make_tts(agent: AgentConfig, settings: Settings, base_url: str | None) -> Op
     return OpenAICompatTTSService(
         # A base_url the agent set goes through the egress policy; the operator's does not.
         http_client=agent_http_client(agent, settings) if tts.base_url else None,
-        # Local servers accept any key; the SDK insists on a non-empty one.
-        api_key=settings.openai_api_key or "not-needed",
+        api_key=api_key(agent, "tts", settings),
         base_url=base_url,
         sample_rate=SAMPLE_RATE,
         settings=OpenAITTSService.Settings(

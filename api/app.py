@@ -45,7 +45,12 @@ def create_app(
             app.state.parley = AppState(
                 pool=pool,
                 settings=api_cfg,
-                limiter=RateLimiter(api_cfg.rate_per_sec, api_cfg.rate_burst),
+                limiter=RateLimiter(
+                    api_cfg.rate_per_sec,
+                    api_cfg.rate_burst,
+                    failed_auth_per_min=api_cfg.failed_auth_per_min,
+                    storage_url=api_cfg.redis_url,
+                ),
                 core=core,
             )
             yield

@@ -22,12 +22,26 @@ from api import keys
 from api.errors import ApiError
 from api.settings import ApiSettings
 
+ALL_SCOPES = frozenset(keys.SCOPES)
+
 
 @dataclass(frozen=True)
 class Principal:
     org_id: UUID
     user_id: UUID | None = None  # set for JWT callers: RLS applies
     api_key_id: UUID | None = None
+    kind: str = "user"  # user (JWT), secret or publishable (API keys)
+    # JWT callers hold every scope: their role and row-level security decide.
+    scopes: frozenset[str] = ALL_SCOPES
+    agent_ids: frozenset[UUID] | None = None  # publishable keys: the agents they serve
+    allowed_origins: tuple[str, ...] = ()
+
+    @property
+    def publishable(self) -> bool:
+        return self.kind == "publishable"
+
+    def may_use_agent(self, agent_id: UUID) -> bool:
+        return self.agent_ids is None or agent_id in self.agent_ids
 
     @property
     def rate_key(self) -> str:
@@ -84,18 +98,30 @@ async def from_api_key(conn: asyncpg.Connection, token: str) -> Principal:
     if prefix is None:
         raise _unauthorized("malformed API key")
     row = await conn.fetchrow(
-        "select id, org_id, key_hash from public.api_keys where prefix = $1 and revoked_at is null",
+        "select id, org_id, key_hash, kind, scopes, agent_ids, allowed_origins,"
+        " expires_at <= now() as expired"
+        " from public.api_keys where prefix = $1 and revoked_at is null",
         prefix,
     )
     if row is None or not keys.matches(token, row["key_hash"]):
         raise _unauthorized("unknown or revoked API key")
+    if row["expired"]:
+        raise _unauthorized("this API key has expired")
     # At most once a minute: a write per request would serialise every request using the key.
     await conn.execute(
         "update public.api_keys set last_used_at = now() where id = $1 and "
         "(last_used_at is null or last_used_at < now() - interval '60 seconds')",
         row["id"],
     )
-    return Principal(org_id=row["org_id"], api_key_id=row["id"])
+    agent_ids = row["agent_ids"]
+    return Principal(
+        org_id=row["org_id"],
+        api_key_id=row["id"],
+        kind=row["kind"],
+        scopes=frozenset(row["scopes"]) if row["kind"] == "secret" else frozenset(),
+        agent_ids=frozenset(agent_ids or ()) if row["kind"] == "publishable" else None,
+        allowed_origins=tuple(row["allowed_origins"]),
+    )
 
 
 async def from_jwt(

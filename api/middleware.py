@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
@@ -11,6 +12,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 class BodyTooLarge(Exception):
     pass
+
+
+# The routes that take file uploads: only they get the upload limit (a multipart content type
+# on any other route gets the ordinary JSON body limit).
+UPLOAD_PATHS = re.compile(r"^/v1/(knowledge-bases/[^/]+/documents|contacts/import)$")
 
 
 class RequestGuard:
@@ -27,7 +33,8 @@ class RequestGuard:
         scope.setdefault("state", {})["request_id"] = rid
         headers = dict(scope.get("headers") or [])
         ctype = headers.get(b"content-type", b"").decode("latin-1")
-        limit = self.max_upload if ctype.startswith("multipart/") else self.max_body
+        upload = ctype.startswith("multipart/") and UPLOAD_PATHS.match(scope.get("path", ""))
+        limit = self.max_upload if upload else self.max_body
         declared = headers.get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await _too_large(send, rid, limit)

@@ -22,6 +22,9 @@ class ApiSettings(BaseSettings):
     max_upload_bytes: int = Field(20_000_000)
     rate_per_sec: float = Field(20.0, gt=0)
     rate_burst: int = Field(60, ge=1)
+    failed_auth_per_min: int = Field(10, ge=1, description="Per client address.")
+    # Shared rate limits across API replicas (redis://host:6379/0); unset = per process.
+    redis_url: str | None = None
     # Embedded peer-to-peer mode: load the default agent's models at start-up, in the
     # background, so the first browser call does not wait for them (`parley up` turns it on).
     prewarm_models: bool = False

@@ -71,24 +71,38 @@ async def _agents(conn: asyncpg.Connection, org_id: UUID) -> dict[str, UUID]:
     return out
 
 
-async def _key(conn: asyncpg.Connection, org_id: UUID, saved: str | None) -> str:
-    """Reuse the key saved by an earlier run while it is still valid; else make one."""
+async def _key(
+    conn: asyncpg.Connection, org_id: UUID, agents: list[UUID], saved: str | None
+) -> str:
+    """The page's publishable key (it may only list these agents and start sessions with
+    them): the one saved by an earlier run while it is valid and covers them; else a new one.
+    A full organization key saved by older versions is revoked and replaced."""
     if saved:
-        ok = await conn.fetchval(
-            "select 1 from public.api_keys where org_id = $1 and key_hash = $2"
+        row = await conn.fetchrow(
+            "select id, kind, agent_ids from public.api_keys where org_id = $1 and key_hash = $2"
             " and revoked_at is null",
             org_id,
             hash_token(saved),
         )
-        if ok:
+        if (
+            row is not None
+            and row["kind"] == "publishable"
+            and set(agents) <= set(row["agent_ids"])
+        ):
             return saved
-    key = new_key()
+        if row is not None and row["kind"] != "publishable":
+            await conn.execute(
+                "update public.api_keys set revoked_at = now() where id = $1", row["id"]
+            )
+    key = new_key("publishable")
     await conn.execute(
-        "insert into public.api_keys (org_id, name, prefix, key_hash) values ($1, $2, $3, $4)",
+        "insert into public.api_keys (org_id, name, prefix, key_hash, kind, scopes, agent_ids)"
+        " values ($1, $2, $3, $4, 'publishable', '{}', $5)",
         org_id,
         "browser (parley up)",
         key.prefix,
         key.hash,
+        agents,
     )
     return key.token
 
@@ -111,7 +125,7 @@ async def prepare(settings: Settings, db: DatabaseSettings) -> LocalSetup:
         async with conn.transaction():
             org_id = await _org(conn)
             agents = await _agents(conn, org_id)
-            key = await _key(conn, org_id, saved)
+            key = await _key(conn, org_id, list(agents.values()), saved)
     finally:
         await conn.close()
     if key != saved:

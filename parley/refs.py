@@ -6,12 +6,21 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
+from typing import Any, Protocol
 
 from parley.errors import ParleyError
 
-if TYPE_CHECKING:
-    from parley.config import AgentConfig
+
+class Bound(Protocol):
+    """What expansion reads of an agent config (parley.config imports this module)."""
+
+    @property
+    def trusted(self) -> bool: ...
+
+    @property
+    def secrets(self) -> Mapping[str, str]: ...
+
 
 REF = re.compile(r"\$\{(?:(secrets|env)\.)?([A-Za-z_][A-Za-z0-9_]*)\}")
 ONE_REF = re.compile(r"^\$\{(secrets|env)\.[A-Z][A-Z0-9_]{0,63}\}$")
@@ -33,7 +42,7 @@ def ref_problem(value: str) -> str | None:
     return None
 
 
-def _values(agent: AgentConfig) -> list[tuple[str, str]]:
+def _values(agent: Any) -> list[tuple[str, str]]:
     out = [
         (f"tools.{t.name}.headers.{k}", v)
         for t in agent.tools
@@ -46,7 +55,7 @@ def _values(agent: AgentConfig) -> list[tuple[str, str]]:
     return out
 
 
-def stored_ref_problems(agent: AgentConfig) -> list[str]:
+def stored_ref_problems(agent: Any) -> list[str]:
     """Problems with the references of a config stored through the API (``${env.X}``)."""
     return [
         f"{field}: configs stored through the API cannot read the server's environment "
@@ -56,7 +65,7 @@ def stored_ref_problems(agent: AgentConfig) -> list[str]:
     ]
 
 
-def expand(value: str, agent: AgentConfig) -> str:
+def expand(value: str, agent: Bound) -> str:
     """Fill the references of ``value``: ``${secrets.X}`` from the agent's bound secrets,
     ``${env.X}`` from this process's environment only for a trusted agent file."""
 

@@ -2,7 +2,7 @@
 
 ``PARLEY_SECRETS_KEY`` (base64, 32 bytes) encrypts; ``PARLEY_SECRETS_OLD_KEYS`` (comma-
 separated) still decrypt, so a key can be rotated: set the new key, move the old one to
-``OLD_KEYS``, run ``parley secrets rotate``, then drop the old key. Without a configured key
+``OLD_KEYS``, run ``parley db rotate-secrets``, then drop the old key. Without a configured key
 (the embedded default) one is generated once into ``<data_dir>/secrets.key`` (mode 0600).
 The additional data binds each ciphertext to its organization and name: a row copied to
 another organization or name does not decrypt.

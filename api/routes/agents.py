@@ -82,6 +82,9 @@ async def list_agents(
 ) -> AgentPage:
     args: list[Any] = [who.org_id, limit + 1]
     where = "org_id = $1"
+    if who.agent_ids is not None:  # a publishable key lists only the agents it serves
+        args.append(list(who.agent_ids))
+        where += f" and id = any(${len(args)}::uuid[])"
     if cond := pagination.after(cursor, args):
         where += f" and {cond}"
     rows = await db.fetch(

@@ -207,8 +207,9 @@ async def delete_contact(contact_id: UUID, who: Caller, db: Db) -> Response:
     return Response(status_code=204)
 
 
-async def _multipart_only(request: Request) -> None:
-    # Runs before the form fields are validated, so a JSON body gets 415 rather than 422.
+async def _multipart_only(request: Request, _who: Caller) -> None:
+    # Runs before the form fields are validated, so a JSON body gets 415 rather than 422
+    # (after authentication: who may call comes first).
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype != "multipart/form-data":
         raise ApiError(

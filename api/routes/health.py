@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request
+from loguru import logger
 
 from api.deps import state
 from api.errors import ApiError
@@ -24,6 +25,8 @@ async def readyz(request: Request) -> dict[str, Any]:
             version = await conn.fetchval(
                 "select max(version) from supabase_migrations.schema_migrations"
             )
-    except Exception as err:  # any failure here means "not ready", with the reason
-        raise ApiError(503, "not_ready", f"the database is not reachable: {err}") from err
+    except Exception as err:  # any failure here means "not ready"
+        # The detail (hosts, users, driver messages) is for the operator's logs, not callers.
+        logger.warning(f"readyz: database unavailable: {type(err).__name__}: {err}")
+        raise ApiError(503, "not_ready", "database unavailable") from err
     return {"status": "ready", "schema_version": version}

@@ -1,16 +1,18 @@
 """API keys of the caller's organization: create (the token is shown once), list, revoke.
 
-Any API key of an organization may manage its keys; a signed-in user must be its owner or an
-admin (the same rule as the api_keys row-level security policies)."""
+Managing keys needs an API key with the ``admin`` scope or a signed-in owner or admin (the same
+rule as the api_keys row-level security policies). Secret keys (``pk_``) carry scopes;
+publishable keys (``pub_``) are for browsers: they may only list the agents they name and start
+web sessions with them, from their allowed origins."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from api import pagination
 from api.deps import Caller, Db
@@ -21,14 +23,47 @@ from api.schemas_common import COMMON_ERRORS, Text, error_responses
 router = APIRouter(prefix="/v1/api-keys", tags=["api keys"], responses=COMMON_ERRORS)
 
 
+Scope = Literal["agents", "knowledge", "contacts", "calls", "admin"]
+Origin = Annotated[str, Field(pattern=r"^https?://[A-Za-z0-9.-]+(:\d{1,5})?$", max_length=200)]
+
+
+DEFAULT_SCOPES: tuple[Scope, ...] = ("agents", "knowledge", "contacts", "calls")
+
+
 class ApiKeyIn(BaseModel):
     name: Text = Field(min_length=1, max_length=200, examples=["production dialer"])
+    kind: Literal["secret", "publishable"] = "secret"
+    scopes: list[Scope] = Field(
+        default_factory=lambda: list(DEFAULT_SCOPES),
+        max_length=5,
+        description="Secret keys only: the API areas the key may use.",
+    )
+    agent_ids: list[UUID] = Field(
+        default_factory=list, max_length=100, description="Publishable keys: their agents."
+    )
+    allowed_origins: list[Origin] = Field(
+        default_factory=list, max_length=20, description="Browser origins allowed (empty: any)."
+    )
+    expires_at: datetime | None = None
+
+    @model_validator(mode="after")
+    def _kind_fields(self) -> ApiKeyIn:
+        if self.kind == "publishable" and not self.agent_ids:
+            raise ValueError("a publishable key needs agent_ids: the agents it may serve")
+        if self.kind == "secret" and self.agent_ids:
+            raise ValueError("agent_ids apply to publishable keys only")
+        return self
 
 
 class ApiKeyOut(BaseModel):
     id: UUID
     name: str
     prefix: str = Field(description="Identifies the key (pk_<prefix>_...); not a secret.")
+    kind: str
+    scopes: list[str]
+    agent_ids: list[UUID] | None
+    allowed_origins: list[str]
+    expires_at: datetime | None
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
@@ -43,7 +78,10 @@ class ApiKeyPage(BaseModel):
     next_cursor: str | None
 
 
-_COLS = "id, name, prefix, created_at, last_used_at, revoked_at"
+_COLS = (
+    "id, name, prefix, kind, scopes, agent_ids, allowed_origins, expires_at, created_at,"
+    " last_used_at, revoked_at"
+)
 
 
 async def _admin(who: Caller, db: Db) -> None:
@@ -66,14 +104,31 @@ Admin = Depends(_admin)
 )
 async def create_key(body: ApiKeyIn, who: Caller, db: Db) -> ApiKeyCreated:
     """Create a key. Copy ``token`` now: only its prefix and a hash are kept."""
-    key = new_key()
+    scopes = sorted(set(body.scopes)) if body.kind == "secret" else []
+    if missing := set(scopes) - who.scopes:
+        raise ApiError(403, "forbidden", f"a key can't grant scopes its creator lacks: {missing}")
+    if body.agent_ids:
+        known = await db.fetchval(
+            "select count(*) from public.agents where org_id = $1 and id = any($2::uuid[])",
+            who.org_id,
+            body.agent_ids,
+        )
+        if known != len(set(body.agent_ids)):
+            raise not_found("agent")
+    key = new_key(body.kind)
     row = await db.fetchrow(
-        f"insert into public.api_keys (org_id, name, prefix, key_hash) values ($1, $2, $3, $4) "
-        f"returning {_COLS}",
+        "insert into public.api_keys (org_id, name, prefix, key_hash, kind, scopes, agent_ids,"
+        f" allowed_origins, expires_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        f" returning {_COLS}",
         who.org_id,
         body.name,
         key.prefix,
         key.hash,
+        body.kind,
+        scopes,
+        body.agent_ids or None,
+        body.allowed_origins,
+        body.expires_at,
     )
     return ApiKeyCreated(**dict(row), token=key.token)
 

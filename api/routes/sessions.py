@@ -120,6 +120,8 @@ async def create_web_session(
     LiveKit server cannot be reached (the call is then ``failed``, ``dispatch_failed``).
     Embedded mode: POST the page's SDP offer to ``offer_url``."""
     st = state(request)
+    if not who.may_use_agent(body.agent_id):
+        raise ApiError(403, "forbidden", "this key may not start sessions with that agent")
     creds = livekit.credentials(st.core)
     call_id = uuid4()
     room = f"web-{call_id.hex}"
@@ -208,10 +210,12 @@ async def web_offer(call_id: UUID, body: OfferIn, who: Caller, request: Request)
         )
     async with transaction(st.pool, who) as db:  # committed before dispatch
         row = await db.fetchrow(
-            "select status, direction from public.calls where id = $1 and org_id = $2",
+            "select status, direction, agent_id from public.calls where id = $1 and org_id = $2",
             call_id,
             who.org_id,
         )
+    if row is not None and not who.may_use_agent(row["agent_id"]):
+        row = None  # another agent's call is not this key's to see
     if row is None or row["direction"] != "web":
         raise not_found("web call")
     p2p = _p2p(request)

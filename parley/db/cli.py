@@ -97,3 +97,30 @@ def reset(
     typer.echo(
         f"database reset: {len(applied)} migration(s) applied" + (", seeded" if seed else "")
     )
+
+
+@app.command("rotate-secrets")
+def rotate_secrets(database_url_: UrlOpt = None, verbose: VerboseOpt = False) -> None:
+    """Re-encrypt every organization secret under PARLEY_SECRETS_KEY (the key being retired
+    stays in PARLEY_SECRETS_OLD_KEYS until this has run)."""
+    from parley import secrets
+    from parley.db import connect
+
+    _setup_logs(verbose)
+    db = _db_settings(database_url_)
+
+    async def _run() -> int:
+        settings = get_settings()
+        conn = await connect(await database_url(settings, db_settings=db))
+        try:
+            async with conn.transaction():
+                return await secrets.rotate(conn, secrets.key_ring(settings))
+        finally:
+            await conn.close()
+
+    try:
+        moved = asyncio.run(_run())
+    except ParleyError as err:
+        _fail(err)
+        return
+    typer.echo(f"re-encrypted {moved} secret(s) under the current key")

@@ -14,6 +14,7 @@ import jwt
 import pytest_asyncio
 
 from api.app import create_app
+from api.auth import ALL_SCOPES
 from api.keys import new_key
 from api.settings import ApiSettings
 from parley.db import connect
@@ -64,11 +65,13 @@ async def world(db_url: str) -> AsyncIterator[dict[str, Tenant]]:
         for name, org in orgs.items():
             key = new_key()
             await conn.execute(
-                "insert into public.api_keys (org_id, name, prefix, key_hash) values ($1,$2,$3,$4)",
+                "insert into public.api_keys (org_id, name, prefix, key_hash, scopes)"
+                " values ($1, $2, $3, $4, $5)",
                 org.id,
                 "test",
                 key.prefix,
                 key.hash,
+                list(ALL_SCOPES),  # the organization's full key, key administration included
             )
             tenants[name] = Tenant(org, key.token, user_token(org.owner))
         yield tenants

@@ -86,7 +86,7 @@ async def test_auth_failures(api: httpx.AsyncClient, world: dict[str, Tenant]) -
 
 
 async def test_chat_runs_the_agents_llm(api: httpx.AsyncClient, world: dict[str, Tenant]) -> None:
-    with FakeCloud(Script(rules=[Rule("hours", "We open at nine.")])) as cloud:
+    with FakeCloud(Script(rules=[Rule("hours", "We open at nine.")]), api_key=None) as cloud:
         cfg = {
             **DENTAL,
             "tools": [],

@@ -22,7 +22,7 @@ async def test_chat_uses_the_knowledge_base(
         f"/v1/knowledge-bases/{base}/documents", json={"title": "Parking", "text": FACT}, headers=h
     )
     assert (await wait_done(api, h, base, doc.json()["id"]))["status"] == "ready"
-    with FakeCloud(Script(default="The code is 4729.")) as cloud:
+    with FakeCloud(Script(default="The code is 4729."), api_key=None) as cloud:
         cfg = load_agent("dental").model_dump(mode="json") | {
             "tools": [],
             "llm": {"provider": "openai", "base_url": cloud.openai_base_url, "model": "m"},

@@ -29,7 +29,7 @@ async def test_create_use_list_revoke(api: httpx.AsyncClient, world: dict[str, T
 
     mine = {"Authorization": f"Bearer {token}"}
     assert (await api.get("/v1/agents", headers=mine)).status_code == 200
-    listed = await api.get("/v1/api-keys", headers=a.key_headers())
+    listed = await api.get("/v1/api-keys", headers=a.jwt_headers())
     assert listed.status_code == 200
     rows = {k["id"]: k for k in listed.json()["items"]}
     assert rows[key["id"]]["last_used_at"] is not None  # it was just used
@@ -38,7 +38,7 @@ async def test_create_use_list_revoke(api: httpx.AsyncClient, world: dict[str, T
     assert all(set(k) == set(key) - {"token"} for k in rows.values())
 
     assert (
-        await api.delete(f"/v1/api-keys/{key['id']}", headers=a.key_headers())
+        await api.delete(f"/v1/api-keys/{key['id']}", headers=a.jwt_headers())
     ).status_code == 204
     refused = await api.get("/v1/agents", headers=mine)
     assert refused.status_code == 401 and refused.json()["error"]["code"] == "unauthorized"
@@ -46,10 +46,10 @@ async def test_create_use_list_revoke(api: httpx.AsyncClient, world: dict[str, T
     assert (
         await api.delete(f"/v1/api-keys/{key['id']}", headers=a.jwt_headers())
     ).status_code == 204
-    active = (await api.get("/v1/api-keys", headers=a.key_headers())).json()["items"]
+    active = (await api.get("/v1/api-keys", headers=a.jwt_headers())).json()["items"]
     assert key["id"] not in {k["id"] for k in active}
     everything = (
-        await api.get("/v1/api-keys", params={"include_revoked": True}, headers=a.key_headers())
+        await api.get("/v1/api-keys", params={"include_revoked": True}, headers=a.jwt_headers())
     ).json()["items"]
     revoked = next(k for k in everything if k["id"] == key["id"])
     assert revoked["revoked_at"] is not None
@@ -57,7 +57,8 @@ async def test_create_use_list_revoke(api: httpx.AsyncClient, world: dict[str, T
 
 async def test_a_key_can_revoke_itself(api: httpx.AsyncClient, world: dict[str, Tenant]) -> None:
     a = world["A"]
-    key = (await api.post("/v1/api-keys", json={"name": "tmp"}, headers=a.key_headers())).json()
+    body = {"name": "tmp", "scopes": ["admin"]}
+    key = (await api.post("/v1/api-keys", json=body, headers=a.jwt_headers())).json()
     mine = {"Authorization": f"Bearer {key['token']}"}
     assert (await api.delete(f"/v1/api-keys/{key['id']}", headers=mine)).status_code == 204
     assert (await api.get("/v1/api-keys", headers=mine)).status_code == 401
@@ -78,7 +79,7 @@ async def test_members_cannot_manage_keys(api: httpx.AsyncClient, world: dict[st
 
 
 async def test_validation_and_unknown_key(api: httpx.AsyncClient, world: dict[str, Tenant]) -> None:
-    h = world["A"].key_headers()
+    h = world["A"].jwt_headers()
     for body in ({}, {"name": ""}, {"name": "x" * 201}, {"name": "a\x00b"}):
         r = await api.post("/v1/api-keys", json=body, headers=h)
         assert r.status_code == 422 and r.json()["error"]["details"], body

@@ -19,7 +19,7 @@ import asyncpg
 import httpx
 import pytest
 
-from agents.calls import CallStore
+from agents.calls import CallRefused, CallStore
 from agents.prewarm import agents_to_prewarm
 from parley.config import AgentConfig
 from parley.db.testing import db_pool
@@ -139,9 +139,16 @@ async def test_a_stored_bad_pipeline_is_refused_by_the_runtime_before_import(
     call_id = await insert(
         conn, "calls", {"org_id": org.id, "direction": "web", "agent_id": agent_id}
     )
-    call = await CallStore(db_pool).load(call_id, org.id)
+    # The runtime's load refuses it and fails the call, before anything is imported...
+    with pytest.raises(CallRefused, match="is not a registered pipeline"):
+        await CallStore(db_pool, _settings(tmp_path)).load(call_id, org.id)
+    status = await conn.fetchrow(
+        "select status, end_reason from public.calls where id = $1", call_id
+    )
+    assert tuple(status) == ("failed", "config_refused")
+    # ... and the graph lookup on its own refuses it as well.
     with pytest.raises(ConfigError, match="is not a registered pipeline"):
-        catalog.graph(call.agent, _settings(tmp_path))
+        catalog.graph(AgentConfig.model_validate(config), _settings(tmp_path))
     assert not code.imported(code.canary)
 
 
@@ -198,7 +205,13 @@ async def test_stored_paths_are_never_opened_by_the_runtime(
         call_id = await insert(
             conn, "calls", {"org_id": org.id, "direction": "web", "agent_id": agent_id}
         )
-        agents.append((await CallStore(db_pool).load(call_id)).agent)
+        store = CallStore(db_pool, settings)
+        if choice is good:
+            agents.append((await store.load(call_id)).agent)
+        else:  # the runtime's load refuses it; the providers refuse it on their own too
+            with pytest.raises(CallRefused, match="not an installed|not found|installed"):
+                await store.load(call_id)
+            agents.append(AgentConfig.model_validate(doc))
     for choice, agent in zip(BAD_NAMES, agents, strict=False):
         entry = builders[next(iter(choice))]
         with pytest.raises(ProviderUnavailable, match="not found \\(installed: "):

@@ -50,7 +50,13 @@ def test_keyboard_chat(tmp_path: Path) -> None:
                     "name": "A",
                     "system_prompt": "Be brief.",
                     "greeting": "Hi!",
-                    "llm": {"provider": "openai", "base_url": cloud.openai_base_url, "model": "m"},
+                    # The author's own file may hand its own key to its own server, explicitly.
+                    "llm": {
+                        "provider": "openai",
+                        "base_url": cloud.openai_base_url,
+                        "model": "m",
+                        "api_key": "${env.OPENAI_API_KEY}",
+                    },
                 }
             )
         )

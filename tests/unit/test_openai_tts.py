@@ -42,17 +42,19 @@ def _settings(tmp_path: Path, **env: str) -> Settings:
     return Settings(data_dir=tmp_path, **env)  # type: ignore[arg-type]
 
 
-def _agent(cloud: FakeCloud, **tts: Any) -> Any:
+def _agent(cloud: FakeCloud, key: str = KEY, **tts: Any) -> Any:
     # STT and LLM are cheap cloud clients too, so building the services loads no local model.
+    # The agent's own servers get the agent's own key (an organization secret), not the server's.
+    ref = "${secrets.SPEECH_KEY}"
     return parse_agent(
         {
             "name": "Speaker",
             "system_prompt": "Be brief.",
             "stt": {"provider": "groq"},
             "llm": {"provider": "openai", "base_url": cloud.openai_base_url, "model": "m"},
-            "tts": {"provider": "openai", "base_url": cloud.openai_base_url, **tts},
+            "tts": {"provider": "openai", "base_url": cloud.openai_base_url, "api_key": ref, **tts},
         }
-    )
+    ).with_secrets({"SPEECH_KEY": key})
 
 
 def test_agent_config_accepts_openai_tts() -> None:
@@ -148,8 +150,8 @@ async def test_first_audio_goes_out_after_40_ms_arrive(tmp_path: Path) -> None:
 
 
 async def test_wrong_key_is_reported_without_the_key(cloud: FakeCloud, tmp_path: Path) -> None:
-    settings = _settings(tmp_path, GROQ_API_KEY="gsk_x", OPENAI_API_KEY="sk-wrong-secret")
-    tts_service = build_services(_agent(cloud, model="tts-1"), settings).tts
+    settings = _settings(tmp_path, GROQ_API_KEY="gsk_x", OPENAI_API_KEY=KEY)
+    tts_service = build_services(_agent(cloud, "sk-wrong-secret", model="tts-1"), settings).tts
     _down, up = await run_test(tts_service, frames_to_send=[TTSSpeakFrame(TEXT), SleepFrame(0.3)])
     errors = [f.error for f in up if isinstance(f, ErrorFrame)]
     assert any("answered 401 (check OPENAI_API_KEY)" in e for e in errors), errors

@@ -109,7 +109,7 @@ def test_http_tool_posts_llm_arguments_and_feeds_result_back(
             Rule("BK-42", "You are booked, reference BK-42."),
         ]
     )
-    with FakeCloud(script) as cloud:
+    with FakeCloud(script, api_key=None) as cloud:
         tool = {
             "type": "http",
             "name": "book",
@@ -165,7 +165,7 @@ def test_get_tool_sends_query_and_reports_errors_to_the_llm(
             "parameters": {"type": "object", "properties": {"day": {"type": "string"}}},
         }
 
-    with FakeCloud(script) as cloud:
+    with FakeCloud(script, api_key=None) as cloud:
         agent = _agent(
             cloud, [tool("slots", "/slots"), tool("late", "/slow", 0.3), tool("gone", "/missing")]
         )
@@ -183,7 +183,7 @@ def test_get_tool_sends_query_and_reports_errors_to_the_llm(
 
 def test_end_call_ends_the_session_without_another_llm_turn(tmp_path: Path) -> None:
     script = Script(rules=[Rule("bye", ToolCallReply("end_call", {}))], default="Hello!")
-    with FakeCloud(script) as cloud:
+    with FakeCloud(script, api_key=None) as cloud:
         agent = _agent(cloud, [{"type": "end_call"}])
         # The third line is never read: end_call stopped the session after "bye".
         replies = _run_chat(agent, tmp_path, ["hi", "bye", "are you there?"])
@@ -202,7 +202,7 @@ def test_a_tool_loop_is_cut_off(tool_server: ToolServer, tmp_path: Path) -> None
         "method": "GET",
         "url": f"{tool_server.url}/slots",
     }
-    with FakeCloud(script) as cloud:
+    with FakeCloud(script, api_key=None) as cloud:
         _run_chat(_agent(cloud, [tool]), tmp_path, ["Any openings?"])
         n_requests = len(cloud.requests)
     assert len(tool_server.hits) == 6  # MAX_CHAINED_CALLS, then the loop is refused

@@ -196,6 +196,9 @@ class IngestService:
 
     # --- queue -----------------------------------------------------------------------------
 
+    def full(self) -> bool:
+        return len(self._tasks) >= self.settings.max_queued
+
     def submit(self, ref: DocRef, source: Source) -> None:
         if len(self._tasks) >= self.settings.max_queued:
             raise QueueFull(f"{len(self._tasks)} documents are already being ingested")
@@ -227,11 +230,11 @@ class IngestService:
             except asyncio.CancelledError:
                 raise
             except KnowledgeError as err:
-                await self._fail(ref, str(err))
+                await self.fail(ref, str(err))
             except Exception as err:  # a bug or an outage: keep the API alive, tell the user
                 logger.opt(exception=err).error(f"knowledge: document {ref.id} failed")
                 with contextlib.suppress(Exception):  # the database may be what failed
-                    await self._fail(
+                    await self.fail(
                         ref, f"ingestion failed unexpectedly ({type(err).__name__}); try again"
                     )
             else:
@@ -266,7 +269,7 @@ class IngestService:
             await asyncio.sleep(0.02)
         return False
 
-    async def _fail(self, ref: DocRef, message: str) -> None:
+    async def fail(self, ref: DocRef, message: str) -> None:
         logger.warning(f"knowledge: document {ref.id} failed: {message}")
         async with self.pool.acquire() as conn:
             await conn.execute(

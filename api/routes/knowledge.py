@@ -20,7 +20,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.datastructures import UploadFile
 
 from api import pagination
-from api.deps import Caller, Db
+from api.deps import Caller, Db, state, transaction
 from api.errors import ApiError, not_found
 from api.ingest import DocRef, IngestService, KnowledgeSettings, QueueFull, Source
 from api.ingest_models import (
@@ -262,8 +262,10 @@ async def _file_source(
     openapi_extra=_DOCUMENT_BODY,
     summary="Add a document: JSON {title, text} or {url}, or a multipart file upload",
 )
-async def add_document(base_id: UUID, who: Caller, db: Db, request: Request) -> DocumentOut:
+async def add_document(base_id: UUID, who: Caller, request: Request) -> DocumentOut:
     service = _service(request)
+    if service.full():
+        raise ApiError(503, "busy", "too many documents are being ingested; retry in a minute")
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("multipart/form-data"):
         source, kind, title, origin, size = await _file_source(
@@ -279,25 +281,30 @@ async def add_document(base_id: UUID, who: Caller, db: Db, request: Request) -> 
         )
     if title is not None and len(title) > 300:
         raise ApiError(422, "validation_error", "title is longer than 300 characters")
-    row = await db.fetchrow(
-        "insert into public.documents (org_id, knowledge_base_id, title, source_type, source, "
-        "mime_type, bytes, metadata) select $1, kb.id, $3, $4, $5, $6, $7, "
-        """'{"progress": {"stage": "queued", "chunks_done": 0, "chunks_total": null}}'::jsonb """
-        "from public.knowledge_bases kb where kb.id = $2 and kb.org_id = $1 "
-        f"returning {DOC_COLUMNS}",
-        who.org_id,
-        base_id,
-        title or "",
-        kind,
-        origin,
-        source.content_type if kind == "file" else None,
-        size,
-    )
+    # Committed before ingestion starts: the work never looks for a row it can't see yet.
+    async with transaction(state(request).pool, who) as db:
+        row = await db.fetchrow(
+            "insert into public.documents (org_id, knowledge_base_id, title, source_type, source, "
+            "mime_type, bytes, metadata) select $1, kb.id, $3, $4, $5, $6, $7, "
+            """'{"progress": {"stage": "queued", "chunks_done": 0, "chunks_total": null}}'"""
+            "::jsonb "
+            "from public.knowledge_bases kb where kb.id = $2 and kb.org_id = $1 "
+            f"returning {DOC_COLUMNS}",
+            who.org_id,
+            base_id,
+            title or "",
+            kind,
+            origin,
+            source.content_type if kind == "file" else None,
+            size,
+        )
     if row is None:
         raise not_found("knowledge base")
+    ref = DocRef(row["id"], who.org_id, base_id)
     try:
-        service.submit(DocRef(row["id"], who.org_id, base_id), source)
-    except QueueFull as err:
+        service.submit(ref, source)
+    except QueueFull as err:  # filled up meanwhile: the document says so, nothing is stuck
+        await service.fail(ref, f"{err}; add the document again")
         raise ApiError(503, "busy", f"{err}; retry in a minute") from err
     return doc_out(row)
 

@@ -14,7 +14,7 @@ from uuid import UUID
 import asyncpg
 import typer
 
-from api.keys import new_key
+from api.keys import SCOPES, new_key
 from parley import log
 from parley.db import connect, database_url, describe_database, migrate, stop_embedded
 from parley.db.cli import UrlOpt
@@ -91,12 +91,14 @@ async def create_key(org: str, name: str, db: DatabaseSettings) -> tuple[str, UU
             org_id, created = await _find_org(conn, org, may_create=db.url is None)
             key = new_key()
             await conn.execute(
-                "insert into public.api_keys (org_id, name, prefix, key_hash) "
-                "values ($1, $2, $3, $4)",
+                # The operator's key for the organization: every scope, key administration too.
+                "insert into public.api_keys (org_id, name, prefix, key_hash, scopes) "
+                "values ($1, $2, $3, $4, $5)",
                 org_id,
                 name,
                 key.prefix,
                 key.hash,
+                list(SCOPES),
             )
     finally:
         await conn.close()

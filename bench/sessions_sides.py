@@ -16,6 +16,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 from bench.sessions_stack import PYTHON, Stack
 from tests.livekit.stack import NsProcess
@@ -91,6 +92,8 @@ class Parley(Side):
             "GROQ_API_KEY": "fake",
             "GROQ_BASE_URL": f"{self.fakes_url}/openai/v1",
             "BENCH_FAKES_URL": self.fakes_url,
+            # The simulated providers live in the test namespace: the operator allows them.
+            "PARLEY_EGRESS_ALLOW_CIDRS": f"{urlparse(self.fakes_url).hostname}/32",
             **self.extra.get("env", {}),
         }
         argv = [PYTHON, "bench/sessions_parley.py", *self.extra.get("worker_args", [])]

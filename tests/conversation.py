@@ -17,9 +17,15 @@ async def converse(
 ) -> TalkResult:
     with FakeCloud(llm) as cloud:
         llm_choice = agent.llm.model_copy(
-            update={"provider": "openai", "base_url": cloud.openai_base_url, "model": "scripted"}
+            update={
+                "provider": "openai",
+                "base_url": cloud.openai_base_url,
+                "model": "scripted",
+                "api_key": "${secrets.LLM_KEY}",  # its own server gets its own key
+            }
         )
         agent = agent.model_copy(update={"llm": llm_choice})
+        agent = agent.with_secrets({"LLM_KEY": cloud.api_key or ""})
         settings = Settings(data_dir=out, openai_api_key="test-key")  # type: ignore[call-arg]
         wavs = [spoken(line, settings) for line in caller]
         return await talk(agent, wavs, out, settings, **talk_kw)  # type: ignore[arg-type]

@@ -57,9 +57,9 @@ async def test_deepgram_streaming_stt(
     with FakeCloud(script, transcribe=transcribe_wav_bytes) as cloud:
         monkeypatch.setenv("DEEPGRAM_API_KEY", "test-key")
         monkeypatch.setenv("DEEPGRAM_BASE_URL", cloud.deepgram_base_url)
-        agent = make_agent(
-            llm={"provider": "openai", "base_url": cloud.openai_base_url, "model": "m"}
-        )
+        llm = {"provider": "openai", "base_url": cloud.openai_base_url, "model": "m"}
+        llm["api_key"] = "${secrets.LLM_KEY}"  # its own server gets its own key
+        agent = make_agent(llm=llm).with_secrets({"LLM_KEY": cloud.api_key or ""})
         settings = Settings(data_dir=tmp_path, openai_api_key="test-key")  # type: ignore[call-arg]
         result = await talk(agent, [speak(QUESTION)], tmp_path, settings)
         sessions = list(cloud.deepgram_sessions)

@@ -46,7 +46,12 @@ def test_parley_talk_speaks_the_llm_answer(
                     "name": "Clinic",
                     "system_prompt": "You answer questions about opening hours.",
                     "greeting": "Hello, clinic here.",
-                    "llm": {"provider": "openai", "base_url": cloud.openai_base_url, "model": "m"},
+                    "llm": {
+                        "provider": "openai",
+                        "base_url": cloud.openai_base_url,
+                        "model": "m",
+                        "api_key": "${env.OPENAI_API_KEY}",  # the author's own, explicitly
+                    },
                     "turns": {"vad_stop_secs": 0.3},
                 }
             )
@@ -129,9 +134,9 @@ async def test_speculative_transcription_is_used(
     from pipelines.services.local.stt import SpeculativeWhisperSTTService
 
     with FakeCloud(Script(default=ANSWER)) as cloud:
-        agent = make_agent(
-            llm={"provider": "openai", "base_url": cloud.openai_base_url, "model": "m"}
-        )
+        llm = {"provider": "openai", "base_url": cloud.openai_base_url, "model": "m"}
+        llm["api_key"] = "${secrets.LLM_KEY}"  # its own server gets its own key
+        agent = make_agent(llm=llm).with_secrets({"LLM_KEY": cloud.api_key or ""})
         settings = Settings(data_dir=tmp_path, openai_api_key="test-key")  # type: ignore[call-arg]
         services: Services = build_services(agent, settings)
         result = await talk(agent, [speak(QUESTION)], tmp_path, settings, services=services)

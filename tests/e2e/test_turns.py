@@ -25,9 +25,10 @@ LONG = (
 
 
 def _agent(cloud: FakeCloud, **kw: object) -> AgentConfig:
-    return make_agent(
-        llm={"provider": "openai", "base_url": cloud.openai_base_url, "model": "m"}, **kw
-    )
+    # The agent's own server gets the agent's own key (an organization secret).
+    llm = {"provider": "openai", "base_url": cloud.openai_base_url, "model": "m"}
+    llm["api_key"] = "${secrets.LLM_KEY}"
+    return make_agent(llm=llm, **kw).with_secrets({"LLM_KEY": cloud.api_key or ""})
 
 
 def _settings(tmp_path: Path) -> Settings:

@@ -125,3 +125,16 @@ async def connection(request: Request, who: Caller) -> AsyncIterator[asyncpg.Con
 
 
 Db = Annotated[asyncpg.Connection, Depends(connection)]
+
+
+async def _org_admin(who: Caller, db: Db) -> None:
+    # API keys reach admin routes only with the ``admin`` scope (``authorize``); signed-in
+    # users must be owners or admins. RLS would only hide rows from a plain member (an empty
+    # list, a 404): say why instead.
+    if who.user_id is not None and not await db.fetchval(
+        "select private.has_role($1, array['owner', 'admin'])", who.org_id
+    ):
+        raise ApiError(403, "forbidden", "only owners and admins of the organization may do this")
+
+
+OrgAdmin = Depends(_org_admin)

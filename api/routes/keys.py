@@ -11,11 +11,11 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, Field, model_validator
 
 from api import pagination
-from api.deps import Caller, Db
+from api.deps import Caller, Db, OrgAdmin
 from api.errors import ApiError, not_found
 from api.keys import new_key
 from api.schemas_common import COMMON_ERRORS, Text, error_responses
@@ -84,15 +84,7 @@ _COLS = (
 )
 
 
-async def _admin(who: Caller, db: Db) -> None:
-    # RLS would only hide rows from a plain member (an empty list, a 404): say why instead.
-    if who.user_id is not None and not await db.fetchval(
-        "select private.has_role($1, array['owner', 'admin'])", who.org_id
-    ):
-        raise ApiError(403, "forbidden", "only owners and admins of the organization manage keys")
-
-
-Admin = Depends(_admin)
+Admin = OrgAdmin
 
 
 @router.post(

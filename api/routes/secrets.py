@@ -10,11 +10,11 @@ from typing import Annotated
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi import APIRouter, Path, Request, Response
 from pydantic import BaseModel, Field
 
-from api.deps import Caller, Db, state
-from api.errors import ApiError, not_found
+from api.deps import Caller, OrgAdmin, state
+from api.errors import not_found
 from api.schemas_common import COMMON_ERRORS, error_responses
 from parley import secrets
 
@@ -44,17 +44,7 @@ class SecretList(BaseModel):
     items: list[SecretOut]
 
 
-async def may_manage_secrets(who: Caller, db: Db) -> None:
-    """Owners and admins of the organization (JWT), or API keys allowed to administer it."""
-    if who.user_id is not None and not await db.fetchval(
-        "select private.has_role($1, array['owner', 'admin'])", who.org_id
-    ):
-        raise ApiError(
-            403, "forbidden", "only owners and admins of the organization manage secrets"
-        )
-
-
-Manager = Depends(may_manage_secrets)
+Manager = OrgAdmin  # owners/admins, or API keys with the admin scope
 
 
 @router.put(

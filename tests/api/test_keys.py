@@ -1,5 +1,5 @@
 """API keys: the token is shown once and works, lists never show secrets, revoked keys stop
-working at once, and only owners/admins (or another key) manage keys."""
+working at once, and only owners/admins (or a key with the admin scope) manage keys."""
 
 from __future__ import annotations
 

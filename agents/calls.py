@@ -19,11 +19,10 @@ from uuid import UUID
 import asyncpg
 from loguru import logger
 
-from parley import secrets
+from agents.stored import bind_secrets, one_line, parse_stored
 from parley.config import AgentConfig
-from parley.errors import ParleyError
+from parley.errors import ConfigError, ParleyError
 from parley.settings import Settings, get_settings
-from pipelines.policy import stored_agent_problems
 from pipelines.transcript import Turn, TurnSink
 
 # Reasons a call ends with status "failed" rather than "completed".
@@ -87,26 +86,24 @@ class CallStore:
             raise CallNotFound(f"call {call_id} not found (or its agent was deleted)")
         config = row["config"]
         metadata = row["metadata"]
-        agent = AgentConfig.model_validate(
-            json.loads(config) if isinstance(config, str) else config
-        )
         # Stored configs are a tenant's: checked again here (they may predate the rules), and
         # they get their organization's secrets, never the server's environment.
-        problems = stored_agent_problems(agent, self.settings)
-        if problems:
+        try:
+            agent = parse_stored(config, self.settings, row["agent_id"])
+        except ConfigError as err:
             await self.pool.execute(
                 "update public.calls set status = 'failed', end_reason = 'config_refused',"
                 " ended_at = now() where id = $1 and status in ('created', 'ringing')",
                 row["id"],
             )
-            raise CallRefused(f"call {call_id}: the agent's config is refused: {problems[0]}")
+            raise CallRefused(f"call {call_id}: {one_line(err)}") from None
         async with self.pool.acquire() as conn:
-            values = await secrets.load(conn, secrets.key_ring(self.settings), row["org_id"])
+            agent = await bind_secrets(conn, agent, row["org_id"], self.settings)
         return CallContext(
             call_id=row["id"],
             org_id=row["org_id"],
             agent_id=row["agent_id"],
-            agent=agent.with_secrets(values),
+            agent=agent,
             direction=row["direction"],
             status=row["status"],
             room_name=row["room_name"],

@@ -109,6 +109,9 @@ class EndCallTool(_Strict):
 MAX_TOOLS = 32
 MAX_SCHEMA_BYTES = 8192
 MAX_SCHEMA_DEPTH = 6
+MAX_HEADERS = 20
+MAX_HEADER_NAME = 64
+MAX_HEADER_VALUE = 2048
 
 
 def _depth(v: Any) -> int:
@@ -131,7 +134,7 @@ class HttpTool(_Strict):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     headers: dict[str, str] = Field(
         default_factory=dict,
-        max_length=20,
+        max_length=MAX_HEADERS,
         description="Values may reference the organization's secrets as ${secrets.NAME}.",
     )
     timeout_secs: float = Field(5.0, gt=0, le=30)
@@ -140,8 +143,17 @@ class HttpTool(_Strict):
     @classmethod
     def _headers(cls, v: dict[str, str]) -> dict[str, str]:
         for name, value in v.items():
-            if not 0 < len(name) <= 64 or len(value) > 2048:
-                raise ValueError("header names may be 1-64 characters and values up to 2048")
+            if not 0 < len(name) <= MAX_HEADER_NAME:
+                shown = name[:20] + ("..." if len(name) > 20 else "")
+                raise ValueError(
+                    f"header name {shown!r} is {len(name)} characters; names are "
+                    f"1-{MAX_HEADER_NAME} (fix: shorten it)"
+                )
+            if len(value) > MAX_HEADER_VALUE:
+                raise ValueError(
+                    f"header {name}: the value is {len(value)} characters, at most "
+                    f"{MAX_HEADER_VALUE} (fix: shorten it)"
+                )
             if problem := ref_problem(value):
                 raise ValueError(f"header {name}: {problem}")
         return v
@@ -149,10 +161,17 @@ class HttpTool(_Strict):
     @field_validator("parameters")
     @classmethod
     def _object_schema(cls, v: dict[str, Any]) -> dict[str, Any]:
-        if len(json.dumps(v)) > MAX_SCHEMA_BYTES or _depth(v) > MAX_SCHEMA_DEPTH:
+        # Sent to the LLM with every request, and walked by every runtime: bounded.
+        size = len(json.dumps(v))
+        if size > MAX_SCHEMA_BYTES:
             raise ValueError(
-                f"is too large (at most {MAX_SCHEMA_BYTES} bytes of JSON, nested "
-                f"{MAX_SCHEMA_DEPTH} deep)"
+                f"is {size} bytes of JSON, at most {MAX_SCHEMA_BYTES} "
+                "(fix: shorten descriptions or drop parameters)"
+            )
+        if (depth := _depth(v)) > MAX_SCHEMA_DEPTH:
+            raise ValueError(
+                f"nests {depth} levels of JSON, at most {MAX_SCHEMA_DEPTH} "
+                "(fix: flatten nested objects)"
             )
         if v.get("type") != "object" or not isinstance(v.get("properties", {}), dict):
             raise ValueError(
@@ -258,6 +277,8 @@ _HINTS = {
     "union_tag_invalid": "set type to 'end_call' or 'http'",
     "union_tag_not_found": "add type: end_call or type: http",
     "string_pattern_mismatch": "see the field's description for the allowed form",
+    "string_too_long": "shorten it",
+    "too_long": "remove some",
 }
 
 

@@ -24,6 +24,7 @@ class Bound(Protocol):
 
 REF = re.compile(r"\$\{(?:(secrets|env)\.)?([A-Za-z_][A-Za-z0-9_]*)\}")
 ONE_REF = re.compile(r"^\$\{(secrets|env)\.[A-Z][A-Z0-9_]{0,63}\}$")
+SECRET_NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")  # what an organization may store
 
 
 class MissingSecret(ParleyError):
@@ -36,8 +37,8 @@ def ref_problem(value: str) -> str | None:
         if m.group(1) is None:
             name = m.group(2)
             return (
-                f"${{{name}}} would read the server's environment; use ${{secrets.{name}}} "
-                f"and store it with PUT /v1/secrets/{name}"
+                f"${{{name}}} would read the server's environment (fix: use "
+                f"${{secrets.{name}}} and store it with PUT /v1/secrets/{name})"
             )
     return None
 
@@ -74,6 +75,12 @@ def expand(value: str, agent: Bound) -> str:
         if kind == "secrets":
             if name in agent.secrets:
                 return agent.secrets[name]
+            if not SECRET_NAME.match(name):  # e.g. a lower-case name migrated from ${name}
+                raise MissingSecret(
+                    f"secret names are upper case: {name} can't be stored (fix: reference "
+                    f"${{secrets.{name.upper()}}} and store it with PUT /v1/secrets/"
+                    f"{name.upper()})"
+                )
             raise MissingSecret(
                 f"secret {name} is not set (fix: store it with PUT /v1/secrets/{name})"
             )

@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from uuid import UUID
@@ -24,9 +23,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from loguru import logger
 
 from parley.errors import ConfigError, ParleyError
+from parley.refs import SECRET_NAME
 from parley.settings import Settings
 
-NAME = re.compile(r"^[A-Z][A-Z0-9_]{0,63}$")
+NAME = SECRET_NAME  # what ${secrets.NAME} may name
 MAX_VALUE_CHARS = 8192
 
 

@@ -10,12 +10,12 @@ from uuid import UUID
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 
+from agents.stored import bind_secrets, stored_source
 from agents.text.chat import LLMFailed, reply_once
 from api import pagination
 from api.deps import Caller, Db, state, transaction
 from api.errors import ApiError, not_found
-from parley import secrets
-from parley.config import AgentConfig
+from parley.config import AgentConfig, parse_agent
 from pipelines.knowledge.retrieve import PgRetriever
 from pipelines.policy import check_stored_agent
 
@@ -51,9 +51,10 @@ class ChatOut(BaseModel):
 
 
 def _out(row: Any) -> AgentOut:
+    # A row that predates the current rules is a 422 naming what to fix, not a 500.
     return AgentOut(
         id=row["id"],
-        config=AgentConfig.model_validate(json.loads(row["config"])),
+        config=parse_agent(json.loads(row["config"]), stored_source(row["id"])),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )
@@ -148,8 +149,7 @@ async def chat(agent_id: UUID, body: ChatIn, who: Caller, request: Request) -> C
         agent = (await load_agent_row(db, who.org_id, agent_id)).config
     check_stored_agent(agent, st.core)
     async with st.pool.acquire() as conn:  # the service path: secrets have no RLS policies
-        values = await secrets.load(conn, secrets.key_ring(st.core), who.org_id)
-    agent = agent.with_secrets(values)
+        agent = await bind_secrets(conn, agent, who.org_id, st.core)
     history = [m.model_dump() for m in body.history]
     retriever = None
     if agent.knowledge is not None:

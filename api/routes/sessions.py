@@ -16,7 +16,8 @@ import asyncpg
 from fastapi import APIRouter, FastAPI, Request
 from loguru import logger
 
-from agents.calls import CallNotFound, CallStore
+from agents.calls import CallNotFound, CallRefused, CallStore
+from agents.stored import parse_stored
 from agents.webrtc import AgentUnavailable, BadOffer, P2PCalls, PeerConflict
 from api import livekit
 from api.deps import AppState, Caller, state, transaction
@@ -126,13 +127,14 @@ async def create_web_session(
     call_id = uuid4()
     room = f"web-{call_id.hex}"
     async with transaction(st.pool, who) as db:  # committed before dispatch
-        known = await db.fetchval(
-            "select true from public.agents where id = $1 and org_id = $2",
+        config = await db.fetchval(
+            "select config::text from public.agents where id = $1 and org_id = $2",
             body.agent_id,
             who.org_id,
         )
-        if not known:
+        if config is None:
             raise not_found("agent")
+        parse_stored(config, st.core, body.agent_id)  # refused: 422 before any call exists
         await db.execute(
             "insert into public.calls (id, org_id, agent_id, direction, status, room_name)"
             " values ($1, $2, $3, 'web', 'created', $4)",
@@ -230,6 +232,8 @@ async def web_offer(call_id: UUID, body: OfferIn, who: Caller, request: Request)
         raise ApiError(400, "invalid_offer", str(err)) from err
     except PeerConflict as err:
         raise ApiError(409, "conflict", str(err)) from err
+    except CallRefused as err:  # the config changed since the session was created
+        raise ApiError(422, "invalid_config", str(err)) from err
     except CallNotFound as err:  # deleted (or its agent) since the check above
         raise not_found("web call") from err
     except AgentUnavailable as err:  # the call is failed (end_reason "error")

@@ -50,7 +50,7 @@ async def _agent(api: httpx.AsyncClient, h: dict[str, str], cloud: FakeCloud) ->
 async def test_slow_chats_leave_other_orgs_fast(
     db_url: str, world: dict[str, Tenant], tmp_path: Path
 ) -> None:
-    slow = Script(default="Finally.", first_token_delay_s=3.0)
+    slow = Script(default="Finally.", first_token_delay_s=5.0)
     with FakeCloud(slow, api_key=None) as cloud:
         async with app_client(db_url, tmp_path) as api:
             a, b = world["A"].key_headers(), world["B"].key_headers()
@@ -61,7 +61,12 @@ async def test_slow_chats_leave_other_orgs_fast(
                 )
                 for _ in range(20)
             ]
-            await asyncio.sleep(0.5)  # every chat is waiting for its LLM now
+            # Measured once every chat is waiting for its LLM (not while they are being built).
+            for _ in range(200):
+                if len(cloud.requests) >= 20:
+                    break
+                await asyncio.sleep(0.05)
+            assert len(cloud.requests) == 20
             times = []
             for _ in range(20):
                 t0 = time.perf_counter()

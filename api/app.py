@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api import errors
@@ -28,6 +28,7 @@ from api.settings import ApiSettings
 from parley import __version__
 from parley.db import open_database
 from parley.db.settings import DatabaseSettings
+from parley.jobs import JobQueue, JobSettings
 from parley.settings import Settings, get_settings
 
 
@@ -53,7 +54,23 @@ def create_app(
                 ),
                 core=core,
             )
+            # The job queue's consumer: routers' lifespans register their jobs on it.
+            jobs = JobQueue(pool, getattr(app.state, "job_settings", None) or JobSettings())
+            app.state.jobs = jobs
+            try:
+                yield
+            finally:
+                await jobs.close()  # already closed by _consume; here if a lifespan failed
+
+    @asynccontextmanager
+    async def _consume(app: FastAPI) -> AsyncIterator[None]:
+        # The innermost lifespan: starts consuming once every router registered its jobs, and
+        # stops (handing unfinished jobs back) before their resources and the pool close.
+        await app.state.jobs.start()
+        try:
             yield
+        finally:
+            await app.state.jobs.close()
 
     app = FastAPI(
         title="Parley API",
@@ -75,6 +92,7 @@ def create_app(
         tutor.router,
     ):
         app.include_router(router)
+    app.include_router(APIRouter(lifespan=_consume))  # last: see _consume
     if api_cfg.cors_origins:
         app.add_middleware(
             CORSMiddleware,

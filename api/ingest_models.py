@@ -127,6 +127,7 @@ def doc_out(row: Any) -> DocumentOut:
     data = dict(row)
     meta: dict[str, Any] = json.loads(data.pop("metadata"))
     progress = meta.pop("progress", None)
+    meta.pop("ingest_starts", None)  # the job's bookkeeping, not the document's
     return DocumentOut(
         **data, metadata=meta, progress=Progress.model_validate(progress) if progress else None
     )

@@ -1,8 +1,9 @@
 """Knowledge bases: CRUD, documents (pasted text, a URL or an uploaded file), and search.
 
-Adding a document answers 202 at once with the document ``pending``; ingestion runs in the
-background (``api/ingest.py``) and the document moves to ``processing`` and then ``ready`` or
-``failed`` (with ``error``); poll ``GET .../documents/{id}`` for ``status`` and ``progress``.
+Adding a document answers 202 at once with the document ``pending``; its ingestion is a job on
+the durable queue (``api/ingest_jobs.py``), enqueued in the transaction that adds it, and the
+document moves to ``processing`` and then ``ready`` or ``failed`` (with ``error``); poll
+``GET .../documents/{id}`` for ``status`` and ``progress``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from starlette.datastructures import UploadFile
 from api import pagination
 from api.deps import Caller, Db, state, transaction
 from api.errors import ApiError, not_found
-from api.ingest import DocRef, IngestService, KnowledgeSettings, QueueFull, Source
+from api.ingest import DocRef, KnowledgeSettings, Source
+from api.ingest_jobs import Ingestion
 from api.ingest_models import (
     DOC_COLUMNS,
     KB_COLUMNS,
@@ -54,14 +56,16 @@ from pipelines.knowledge.store import (
 
 @asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-    """Start the ingestion service after the app's own lifespan opened the database.
+    """Register ingestion on the app's job queue (``app.state.jobs``, opened with the database
+    and started once every router has registered its jobs).
 
     ``app.state.knowledge_settings`` / ``app.state.knowledge_embedder``, when set before
     start-up, override the ``PARLEY_KNOWLEDGE_*`` / ``PARLEY_EMBEDDINGS_*`` environment.
     """
     settings = getattr(app.state, "knowledge_settings", None) or KnowledgeSettings()
     embedder = getattr(app.state, "knowledge_embedder", None) or make_embedder(EmbeddingSettings())
-    service = IngestService(app.state.parley.pool, embedder, settings)
+    service = Ingestion(app.state.parley.pool, embedder, settings)
+    service.register(app.state.jobs)
     await service.start()
     warm_up = getattr(embedder, "warm_up", None)
     # Load the model off the event loop now, so the first search does not pay for it.
@@ -78,8 +82,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
 router = APIRouter(prefix="/v1/knowledge-bases", tags=["knowledge"], lifespan=lifespan)
 
 
-def _service(request: Request) -> IngestService:
-    service: IngestService = request.app.state.knowledge
+def _service(request: Request) -> Ingestion:
+    service: Ingestion = request.app.state.knowledge
     return service
 
 
@@ -264,8 +268,6 @@ async def _file_source(
 )
 async def add_document(base_id: UUID, who: Caller, request: Request) -> DocumentOut:
     service = _service(request)
-    if service.full():
-        raise ApiError(503, "busy", "too many documents are being ingested; retry in a minute")
     ctype = request.headers.get("content-type", "")
     if ctype.startswith("multipart/form-data"):
         source, kind, title, origin, size = await _file_source(
@@ -281,8 +283,9 @@ async def add_document(base_id: UUID, who: Caller, request: Request) -> Document
         )
     if title is not None and len(title) > 300:
         raise ApiError(422, "validation_error", "title is longer than 300 characters")
-    # Committed before ingestion starts: the work never looks for a row it can't see yet.
+    # One transaction: the row, its content and its job commit together or not at all.
     async with transaction(state(request).pool, who) as db:
+        priority = await service.admit(db, who.org_id)
         row = await db.fetchrow(
             "insert into public.documents (org_id, knowledge_base_id, title, source_type, source, "
             "mime_type, bytes, metadata) select $1, kb.id, $3, $4, $5, $6, $7, "
@@ -298,14 +301,9 @@ async def add_document(base_id: UUID, who: Caller, request: Request) -> Document
             source.content_type if kind == "file" else None,
             size,
         )
-    if row is None:
-        raise not_found("knowledge base")
-    ref = DocRef(row["id"], who.org_id, base_id)
-    try:
-        service.submit(ref, source)
-    except QueueFull as err:  # filled up meanwhile: the document says so, nothing is stuck
-        await service.fail(ref, f"{err}; add the document again")
-        raise ApiError(503, "busy", f"{err}; retry in a minute") from err
+        if row is None:
+            raise not_found("knowledge base")
+        await service.add(db, DocRef(row["id"], who.org_id, base_id), source, priority)
     return doc_out(row)
 
 

@@ -26,7 +26,10 @@ __all__ = ["conn", "db_url", "migrated_template", "pg_server", "world"]
 @asynccontextmanager
 async def app_client(db_url: str, tmp_path: Path, **api: float) -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(
-        settings=Settings(data_dir=tmp_path),  # type: ignore[call-arg]
+        # The fake LLM listens on 127.0.0.1: allowed the way an operator allows an intranet.
+        settings=Settings(  # type: ignore[call-arg]
+            data_dir=tmp_path, egress_allow_cidrs=["127.0.0.0/8"]
+        ),
         api_settings=ApiSettings(supabase_jwt_secret=JWT_SECRET, rate_burst=10_000, **api),
         # A small pool: a chat holding a connection through its LLM call would starve others.
         db_settings=DatabaseSettings(url=db_url, pool_min_size=1, pool_max_size=4),
@@ -94,5 +97,6 @@ async def test_chat_ends_at_its_deadline(
             t0 = time.monotonic()
             r = await api.post(f"/v1/agents/{agent}/chat", json={"message": "hi"}, headers=a)
             elapsed = time.monotonic() - t0
+    print(f"\na chat whose LLM never answers ended after {elapsed:.2f} s (deadline 2 s)")
     assert r.status_code == 504 and r.json()["error"]["code"] == "llm_timeout", r.text
     assert elapsed < 2.0 + 1.0, elapsed

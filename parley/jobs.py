@@ -308,15 +308,18 @@ class JobQueue:
                 await asyncio.gather(maintenance, return_exceptions=True)
 
     async def _maintain(self) -> None:
-        # pgqueuer keeps a log row per state change; keep a bounded history.
+        # pgqueuer keeps a log row per state change and per-second statistics: keep a bounded
+        # history of both.
+        names = DB_SETTINGS.qualified
         while True:
             try:
                 async with self.pool.acquire() as conn:
-                    await conn.execute(
-                        f"delete from {DB_SETTINGS.qualified.queue_table_log} "
-                        "where created < now() - make_interval(days => $1)",
-                        self.settings.log_retention_days,
-                    )
+                    for table in (names.queue_table_log, names.statistics_table):
+                        await conn.execute(
+                            f"delete from {table} "
+                            "where created < now() - make_interval(days => $1)",
+                            self.settings.log_retention_days,
+                        )
             except (OSError, asyncpg.PostgresError) as err:
-                logger.warning(f"jobs: could not trim the job log ({err})")
+                logger.warning(f"jobs: could not trim the job history ({err})")
             await asyncio.sleep(3600)

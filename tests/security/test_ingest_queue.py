@@ -56,12 +56,14 @@ async def test_fifty_documents_posted_at_once_all_get_ready(
     db_url: str, world: dict[str, Tenant], tmp_path: Path
 ) -> None:
     h = world["A"].key_headers()
+    as_user = world["A"].jwt_headers()  # a signed-in user: under RLS, enqueueing all the same
     async with app_client(db_url, tmp_path) as api:
         base = await new_base(api, h)
 
         async def post(i: int) -> httpx.Response:
             text = {"title": f"Note {i}", "text": f"Room {i} is on floor {i % 7}. " * 20}
-            return await api.post(f"/v1/knowledge-bases/{base}/documents", json=text, headers=h)
+            who = h if i % 2 else as_user
+            return await api.post(f"/v1/knowledge-bases/{base}/documents", json=text, headers=who)
 
         started = time.monotonic()
         posted = await asyncio.gather(*(post(i) for i in range(50)))

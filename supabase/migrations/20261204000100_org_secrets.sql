@@ -20,24 +20,5 @@ create trigger org_secrets_updated_at before update on private.org_secrets
 -- Not exposed to API roles; RLS on (no policies) like every other private table.
 alter table private.org_secrets enable row level security;
 
--- Tool headers stored before secrets existed read the server's environment as ${NAME}; they
--- now name the organization's secret of that name (missing until the organization stores it).
-update public.agents a
-set config = jsonb_set(
-  a.config, '{tools}',
-  (
-    select jsonb_agg(
-      case when t ? 'headers' then jsonb_set(t, '{headers}', (
-        select coalesce(jsonb_object_agg(
-          h.key, to_jsonb(regexp_replace(h.value, '\$\{([A-Z0-9_]+)\}', '${secrets.\1}', 'g'))
-        ), '{}'::jsonb)
-        from jsonb_each_text(t -> 'headers') h
-      )) else t end
-      order by ord
-    )
-    from jsonb_array_elements(a.config -> 'tools') with ordinality as x (t, ord)
-  )
-)
-where jsonb_typeof(a.config -> 'tools') = 'array'
-  and jsonb_array_length(a.config -> 'tools') > 0
-  and a.config::text ~ '\$\{[A-Z0-9_]+\}';
+-- Stored tool headers that read the server's environment (${NAME}) are rewritten by
+-- 20261204000110_bare_refs_to_secrets.sql.

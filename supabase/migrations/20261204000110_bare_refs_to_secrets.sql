@@ -1,7 +1,7 @@
--- Tool headers may still hold bare references that 20261204000100 left alone (its pattern was
--- the old runtime's, upper case only), e.g. ${crm_token}. Every bare ${name} is now refused
--- when a config is loaded, so rewrite each to ${secrets.name}: the agent stays loadable and the
--- runtime says which secret is missing. Idempotent (${secrets.X} has a dot and never matches).
+-- Tool headers stored before secrets existed read the server's environment as ${NAME} (any
+-- case). Every bare ${name} is now refused when a config is loaded, so rewrite each to
+-- ${secrets.name}: the agent stays loadable and the runtime says which secret is missing until
+-- the organization stores it. Idempotent (${secrets.X} has a dot and never matches).
 update public.agents a
 set config = jsonb_set(
   a.config, '{tools}',

@@ -230,7 +230,8 @@ async def test_secrets_api_is_write_only_per_org_and_for_admins(
     row = await conn.fetchrow("select ciphertext, nonce from private.org_secrets")
     assert value.encode() not in bytes(row["ciphertext"])
     # Moving a ciphertext to another organization does not decrypt there.
-    ring = secrets.key_ring(Settings(data_dir=os.environ.get("HOME", "/tmp")))  # type: ignore[call-arg]
+    key = base64.b64encode(os.urandom(32)).decode()
+    ring = secrets.key_ring(Settings(secrets_key=key))  # type: ignore[call-arg]
     data, nonce, key_id = ring.encrypt(world["A"].org.id, "X", "v")
     with pytest.raises(secrets.SecretError):
         ring.decrypt(world["B"].org.id, "X", data, nonce, key_id)

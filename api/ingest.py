@@ -22,6 +22,7 @@ from loguru import logger
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from parley.egress import EgressPolicy
 from pipelines.knowledge import (
     Chunk,
     Embedder,
@@ -114,10 +115,14 @@ async def _set_progress(
     return not done_row.endswith(" 0")
 
 
-async def _extract(source: Source, settings: KnowledgeSettings) -> tuple[ExtractedDocument, int]:
+async def _extract(
+    source: Source, settings: KnowledgeSettings, egress: EgressPolicy | None
+) -> tuple[ExtractedDocument, int]:
     if source.kind == "url":
         assert source.url is not None
-        fetched = await fetch_url(source.url, allow_private=settings.allow_private_urls)
+        # A tenant's URL: the operator's egress policy (its allowed ranges included).
+        policy = EgressPolicy.unrestricted() if settings.allow_private_urls else egress
+        fetched = await fetch_url(source.url, policy=policy)
         doc = await asyncio.to_thread(
             extract, fetched.data, content_type=fetched.content_type, filename=fetched.filename
         )
@@ -149,6 +154,7 @@ async def ingest_now(
     ref: DocRef,
     source: Source,
     settings: KnowledgeSettings,
+    egress: EgressPolicy | None = None,
 ) -> IngestStats | None:
     """Process one document whose row exists (status ``processing``) and mark it ready.
 
@@ -165,7 +171,7 @@ async def ingest_now(
             f"this knowledge base holds {base_model} vectors but the server embeds with "
             f"{family}; create a new knowledge base (or configure {base_model} again)"
         )
-    doc, size = await _extract(source, settings)
+    doc, size = await _extract(source, settings, egress)
     title = doc.title or source.filename or source.url or "Untitled"
     chunks: list[Chunk] = await asyncio.to_thread(chunk_text, doc.text, title=doc.title)
     if not chunks:

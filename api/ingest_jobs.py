@@ -23,6 +23,7 @@ from pydantic import BaseModel
 
 from api.errors import ApiError
 from api.ingest import INTERRUPTED, DocRef, IngestStats, KnowledgeSettings, Source, ingest_now
+from parley.egress import EgressPolicy
 from parley.jobs import DB_SETTINGS, Entrypoint, JobInfo, JobQueue, enqueue, service_path
 from pipelines.knowledge import Embedder, KnowledgeError
 
@@ -56,8 +57,15 @@ class Ingestion:
     """This process's part of ingestion: admission and enqueueing for requests, the job
     handler, and a sweep for documents without a job (added before the queue existed)."""
 
-    def __init__(self, pool: asyncpg.Pool, embedder: Embedder, settings: KnowledgeSettings) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        embedder: Embedder,
+        settings: KnowledgeSettings,
+        egress: EgressPolicy | None = None,
+    ) -> None:
         self.pool, self.embedder, self.settings = pool, embedder, settings
+        self.egress = egress  # URL documents: the operator's policy (None: public only)
         self._running: dict[UUID, tuple[DocRef, asyncio.Task[IngestStats | None]]] = {}
         self._sweeper: asyncio.Task[None] | None = None
 
@@ -147,7 +155,7 @@ class Ingestion:
             return
         logger.info(f"knowledge: ingesting document {ref.id} ({source.kind}, try {info.attempt})")
         work = asyncio.create_task(
-            ingest_now(self.pool, self.embedder, ref, source, self.settings),
+            ingest_now(self.pool, self.embedder, ref, source, self.settings, self.egress),
             name=f"ingest-{ref.id}",
         )
         self._running[ref.id] = (ref, work)

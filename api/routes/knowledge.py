@@ -43,6 +43,7 @@ from api.ingest_models import (
     hit_out,
     kb_out,
 )
+from parley.egress import EgressPolicy
 from pipelines.knowledge import EmbeddingError, UnsupportedContentType
 from pipelines.knowledge.extract import detect_kind, format_size
 from pipelines.knowledge.store import (
@@ -64,7 +65,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """
     settings = getattr(app.state, "knowledge_settings", None) or KnowledgeSettings()
     embedder = getattr(app.state, "knowledge_embedder", None) or make_embedder(EmbeddingSettings())
-    service = Ingestion(app.state.parley.pool, embedder, settings)
+    egress = EgressPolicy.from_settings(app.state.parley.core)
+    service = Ingestion(app.state.parley.pool, embedder, settings, egress)
     service.register(app.state.jobs)
     await service.start()
     warm_up = getattr(embedder, "warm_up", None)

@@ -205,8 +205,13 @@ async def test_limits_and_failures(
 
 
 async def test_private_urls_refused_by_default(
-    db_url: str, world: dict[str, Tenant], web_server: str, tmp_path: Path
+    db_url: str,
+    world: dict[str, Tenant],
+    web_server: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("PARLEY_EGRESS_ALLOW_CIDRS", "")  # the operator allows no internal range
     async with app_client(
         db_url, tmp_path, settings=KnowledgeSettings(allow_private_urls=False)
     ) as api:
@@ -219,6 +224,29 @@ async def test_private_urls_refused_by_default(
         )
         done = await wait_done(api, h, base, r.json()["id"])
         assert done["status"] == "failed" and "non-public address" in done["error"]
+
+
+async def test_operator_allowed_range_reaches_knowledge_urls(
+    db_url: str,
+    world: dict[str, Tenant],
+    web_server: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The one egress policy: the operator's allowed ranges apply to knowledge URLs too.
+    monkeypatch.setenv("PARLEY_EGRESS_ALLOW_CIDRS", "127.0.0.1/32")
+    async with app_client(
+        db_url, tmp_path, settings=KnowledgeSettings(allow_private_urls=False)
+    ) as api:
+        h = world["A"].key_headers()
+        base = await new_base(api, h)
+        r = await api.post(
+            f"/v1/knowledge-bases/{base}/documents",
+            json={"url": f"{web_server}/hours.html"},
+            headers=h,
+        )
+        done = await wait_done(api, h, base, r.json()["id"])
+        assert done["status"] == "ready", done["error"]
 
 
 async def test_other_org_is_404(api: httpx.AsyncClient, world: dict[str, Tenant]) -> None:
